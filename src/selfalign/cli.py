@@ -1,0 +1,167 @@
+"""The `selfalign` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
+
+
+def _prepare(cfg, resume: bool, out: str | None):
+    """Validate everything (recipe, params, task data, model path) before the run dir is created."""
+    from selfalign.recipes import get_recipe
+    from selfalign.recipes.loop import Loop
+    from selfalign.run import Run
+    from selfalign.tasks import make_task
+
+    recipe = get_recipe(cfg.recipe)
+    from selfalign.config import validate_params
+
+    validate_params(recipe.PARAMS, cfg)
+    task = make_task(cfg.task)
+    from selfalign.models.loading import resolve_model_path
+
+    resolve_model_path(cfg.model.path)
+    root = Path(out or Path("runs") / (cfg.name or cfg.recipe))
+    return recipe, Loop(cfg=cfg, run=Run(root, cfg, resume=resume), task=task)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from selfalign.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    recipe, loop = _prepare(cfg, args.resume, args.out)
+    recipe.run(loop)
+    _finish(loop)
+
+
+def _finish(loop) -> None:
+    from selfalign.report.html import write_report
+    from selfalign.report.tables import print_metrics
+
+    if loop.run.state.is_main_process:
+        print_metrics(loop.run.root)
+        page = write_report(loop.run.root)
+        print(f"run directory: {loop.run.root}\nreport: {page}")
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("selfalign") / "configs" / "demo.yaml"))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from selfalign.config import load_config
+
+    cfg = load_config(demo_config_path(), args.overrides)
+    out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    recipe, loop = _prepare(cfg, args.resume, out)
+    start = time.time()
+    recipe.run(loop)
+    _finish(loop)
+    print(f"demo finished in {time.time() - start:.0f}s")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from selfalign.config import load_config
+    from selfalign.report.html import write_report
+
+    overrides = [f"model.path={args.model}", *args.overrides]
+    cfg = load_config(args.config, overrides, base={"recipe": "eval"} if args.config is None else None)
+    from selfalign.models.loading import resolve_model_path
+    from selfalign.recipes.loop import Loop
+    from selfalign.run import Run
+    from selfalign.tasks import make_task
+
+    task = make_task(cfg.task)
+    model = resolve_model_path(cfg.model.path)
+    out = args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    loop = Loop(cfg=cfg, run=Run(out, cfg, resume=args.resume), task=task)
+    loop.evaluate(0, model)
+    from selfalign.report.tables import print_metrics
+
+    print_metrics(loop.run.root)
+    print(f"report: {write_report(loop.run.root)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from selfalign.report.html import write_report
+
+    print(write_report(args.run_dir))
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from selfalign.recipes import RECIPES, get_recipe
+
+    for name in RECIPES:
+        print(f"{name:<10} {get_recipe(name).SUMMARY}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfalign",
+        description="Self-improving LLM post-training: a model generates its own data, a verifier filters "
+        "it, the model trains on the result, and the loop repeats. Every run is a resumable directory.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a recipe from a YAML config", description="Run a recipe from a YAML config.")
+    p.add_argument("config", help="recipe config YAML (see configs/ for examples)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    p.add_argument("--out", help="run directory (default: runs/<name or recipe>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping completed stages")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="STaR self-improvement on the built-in arithmetic testbed (CPU, minutes)",
+        description="Start from the shipped tiny checkpoint (trained on 1-4 digit sums) and run STaR rounds on "
+        "longer sums than it has ever seen; prints a table, writes metrics.jsonl, a PNG plot and an HTML report.",
+    )
+    p.add_argument("--out", help="run directory (default: runs/demo-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a task's held-out sets",
+        description="Evaluate a model on a task.",
+    )
+    p.add_argument("--model", required=True, help="HF hub id, local checkpoint directory, or builtin:<name>")
+    p.add_argument("--config", help="config YAML whose task/eval/sampling sections to use (default: arithmetic)")
+    p.add_argument("--out", help="output directory (default: runs/eval-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="reuse a finished evaluation in --out")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser(
+        "report",
+        help="write PNG plots and report.html for a run",
+        description="Write plots and an HTML page.",
+    )
+    p.add_argument("run_dir", help="a run directory holding metrics.jsonl")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("recipes", help="list the recipes", description="List the available recipes.")
+    p.set_defaults(fn=cmd_recipes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selfalign.errors import SelfAlignError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except SelfAlignError as e:
+        print(f"selfalign: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

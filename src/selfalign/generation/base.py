@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt_index: int
+    sample_index: int
+    text: str
+    n_prompt_tokens: int
+    n_tokens: int  # completion tokens, EOS included when produced
+    finished: bool  # stopped at EOS rather than at max_new_tokens
+
+
+class Sampler(Protocol):
+    def generate(self, prompts: list[str], params: SamplingParams, desc: str = "sampling") -> list[Generation]:
+        """n samples per prompt, ordered by (prompt_index, sample_index); deterministic for params.seed."""
+        ...

@@ -1,0 +1,104 @@
+"""Load a causal LM + tokenizer by HF hub id, local path or builtin name; optional LoRA via peft."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from selfalign.config import LoraConfig
+from selfalign.errors import InputError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_path(name: str) -> Path:
+    path = Path(str(resources.files("selfalign") / "assets" / name))
+    if not (path / "config.json").is_file():
+        available = sorted(p.name for p in path.parent.iterdir() if (p / "config.json").is_file())
+        raise InputError("<config>", f"no builtin model '{name}' (available: {available})", field="model.path")
+    return path
+
+
+def resolve_model_path(path: str) -> str:
+    """Map builtin:<name> to the packaged checkpoint; reject local-looking paths that do not exist."""
+    if path.startswith(BUILTIN_PREFIX):
+        return str(builtin_path(path[len(BUILTIN_PREFIX) :]))
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
+    if looks_local and not Path(path).expanduser().exists():
+        raise InputError(path, "model path does not exist", field="model.path")
+    return str(Path(path).expanduser()) if looks_local else path
+
+
+def _dtype(name: str) -> torch.dtype | str:
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+@dataclass
+class Policy:
+    """A causal LM and its tokenizer, plus how prompts are formatted for it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str  # what it was loaded from, recorded in provenance
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a task prompt, wrapped in the tokenizer's chat template when it has one."""
+        if self.uses_chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(prompt)["input_ids"]
+
+    def encode_completion(self, completion: str) -> list[int]:
+        return self.tokenizer(completion, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+
+def load_policy(
+    path: str, lora: LoraConfig | None = None, dtype: str = "auto", device: str | torch.device | None = None
+) -> Policy:
+    """Load from a hub id, a local directory (full model or a peft adapter) or builtin:<name>."""
+    resolved = resolve_model_path(path)
+    is_adapter = (Path(resolved) / "adapter_config.json").is_file()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        if is_adapter:
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(resolved, dtype=_dtype(dtype), is_trainable=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(resolved, dtype=_dtype(dtype))
+    except OSError as e:
+        raise InputError(path, f"cannot load model: {e}", field="model.path") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if lora is not None and not is_adapter:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+
+        model = get_peft_model(
+            model,
+            PeftLoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
+    if device is not None:
+        model.to(device)
+    return Policy(model=model, tokenizer=tokenizer, source=path)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,16 @@
+"""Recipe registry: name -> module with SUMMARY and run(loop)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+RECIPES = ("star", "rft", "rest", "rejection")
+
+
+def get_recipe(name: str) -> ModuleType:
+    from selfalign.errors import InputError
+
+    if name not in RECIPES:
+        raise InputError("<config>", f"unknown recipe '{name}' (available: {', '.join(RECIPES)})", field="recipe")
+    return import_module(f"selfalign.recipes.{name}")

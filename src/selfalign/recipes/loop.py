@@ -1,0 +1,191 @@
+"""The pieces every recipe round is made of: sample, train, evaluate, each a resumable stage.
+
+A recipe file reads like its paper's algorithm box and calls these; all file layout, seeding,
+provenance and resume live here.
+
+    run/
+      config.yaml  manifest.json  metrics.jsonl
+      round-000/eval.jsonl                       (the starting model)
+      round-001/samples.jsonl  train.jsonl  checkpoint/  eval.jsonl
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from selfalign.config import RunConfig, validate_params
+from selfalign.evaluation.metrics import accuracy_by_difficulty, maj_at_k, pass_at_k
+from selfalign.generation import SamplingParams, make_sampler
+from selfalign.models.loading import Policy, load_policy, resolve_model_path
+from selfalign.records import read_jsonl, write_jsonl
+from selfalign.run import Run
+from selfalign.tasks.base import Problem, Task
+from selfalign.training.trainer import train_sft
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def round_dir(n: int) -> str:
+    return f"round-{n:03d}"
+
+
+@dataclass
+class Loop:
+    cfg: RunConfig
+    run: Run
+    task: Task
+
+    @property
+    def base(self) -> str:
+        return resolve_model_path(self.cfg.model.path)
+
+    def params(self, schema: type[P]) -> P:
+        return validate_params(schema, self.cfg)
+
+    def load(self, model: str, trainable: bool = False) -> Policy:
+        # LoRA adapters are added only to a model about to be trained from a full checkpoint.
+        return load_policy(model, lora=self.cfg.model.lora if trainable else None, dtype=self.cfg.model.dtype)
+
+    def model_name(self, model: str) -> str:
+        """How provenance names a model: relative to the run when it is one of the run's checkpoints."""
+        try:
+            return str(Path(model).relative_to(self.run.root))
+        except ValueError:
+            return self.cfg.model.path if model == self.base else model
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample(
+        self,
+        round: int,
+        name: str,
+        model: str,
+        problems: list[Problem],
+        prompts: list[str] | None = None,
+        n: int | None = None,
+        temperature: float | None = None,
+        filter: str = "none",
+    ) -> list[dict]:
+        """Stage `round-XXX/<name>`: n samples per problem, graded by the task checker.
+
+        `prompts` overrides what the model sees (e.g. STaR's hinted prompts); records always keep
+        the problem's own prompt, so a rationale is saved as if no hint had been given.
+        """
+        stage = f"{round_dir(round)}/{name}"
+        path = self.run.path(round_dir(round), f"{name}.jsonl")
+        s = self.cfg.sampling
+        params = SamplingParams(
+            n=n or s.n,
+            temperature=s.temperature if temperature is None else temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            seed=self.run.seed(stage),
+        )
+
+        def work() -> dict:
+            policy = self.load(model)
+            sampler = make_sampler(s.backend, policy, s.batch_size)
+            gens = sampler.generate(prompts or [p.prompt for p in problems], params, desc=stage)
+            prov = self.run.provenance(
+                round,
+                self.model_name(model),
+                stage=stage,
+                sampler={"backend": s.backend, **params.as_dict()},
+                scorer=f"checker:{self.task.name}",
+                filter=filter,
+            )
+            records = [self._graded(problems[g.prompt_index], g, prov, hinted=prompts is not None) for g in gens]
+            write_jsonl(path, records)
+            return {"records": len(records), "correct": sum(r["correct"] for r in records)}
+
+        self.run.stage(stage, work)
+        return read_jsonl(path)
+
+    def _graded(self, problem: Problem, g: Any, provenance: dict, hinted: bool) -> dict:
+        check = self.task.check(problem, g.text)
+        return {
+            "id": f"{problem.id}#{g.sample_index}",
+            "problem_id": problem.id,
+            "prompt": problem.prompt,
+            "completion": g.text,
+            "difficulty": problem.difficulty,
+            "gold": problem.answer,
+            "answer": check.answer,
+            "correct": check.correct,
+            "first_error": check.first_error,
+            "n_tokens": g.n_tokens,
+            "finished": g.finished,
+            "hinted": hinted,
+            "provenance": provenance,
+        }
+
+    # -- training -----------------------------------------------------------------------------
+    def train(self, round: int, init: str, records: list[dict], steps: int | None = None) -> str:
+        """Stage `round-XXX/train`: write train.jsonl, fine-tune `init` on it, return the checkpoint path."""
+        rd = self.run.path(round_dir(round))
+        ckpt = rd / "checkpoint"
+        stage = f"{round_dir(round)}/train"
+        steps = steps or self.cfg.training.steps
+
+        def work() -> dict:
+            if self.run.state.is_main_process:
+                write_jsonl(rd / "train.jsonl", records)
+            policy = self.load(init, trainable=True)
+            log = train_sft(
+                policy, records, self.cfg.training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage
+            )
+            return {
+                "records": len(records),
+                "steps": steps,
+                "init": self.model_name(init),
+                "final_loss": log[-1]["loss"],
+            }
+
+        if records:
+            self.run.stage(stage, work, all_ranks=True)
+            return str(ckpt)
+        self.run.stage(stage, lambda: {"records": 0, "skipped": "no training records"})
+        return init
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, round: int, model: str, **extra: Any) -> dict:
+        """Stage `round-XXX/eval` on the held-out sets; returns the round's metrics row."""
+        e = self.cfg.eval
+        sets = self.task.eval_sets()
+        problems = [p for ps in sets.values() for p in ps]
+        rows = self.sample(round, "eval", model, problems, n=e.k, temperature=e.temperature)
+        metrics: dict[str, Any] = {"round": round, "model": self.model_name(model)}
+        metrics["accuracy"] = accuracy_by_difficulty(rows)
+        if e.k > 1:
+            by_problem: dict[str, list[dict]] = {}
+            for r in rows:
+                by_problem.setdefault(r["problem_id"], []).append(r)
+            for label, ps in sets.items():
+                groups = [by_problem[p.id] for p in ps]
+                metrics.setdefault(f"pass@{e.k}", {})[label] = sum(
+                    pass_at_k(len(g), sum(r["correct"] for r in g), e.k) for g in groups
+                ) / len(groups)
+                metrics.setdefault(f"maj@{e.k}", {})[label] = sum(
+                    maj_at_k([r["answer"] for r in g], g[0]["gold"], e.k) for g in groups
+                ) / len(groups)
+        metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
+        metrics.update(extra)
+        self._rows = [r for r in getattr(self, "_rows", []) if r["round"] != round] + [metrics]
+        self.run.write_metrics(self._rows)
+        return metrics
+
+
+def scaled_steps(base: int, round: int, growth: float) -> int:
+    """STaR's schedule: the step budget grows by `growth` (20%) per outer iteration."""
+    return math.ceil(base * (1 + growth) ** (round - 1))
+
+
+def mean_accuracy(metrics: dict, target: str | None = None) -> float:
+    acc = metrics["accuracy"]
+    if target is not None:
+        return acc[target]
+    return sum(acc.values()) / len(acc)

@@ -1,0 +1,48 @@
+"""RFT: rejection-sampling fine-tuning (Yuan et al. 2023, "Scaling relationship ...").
+
+sample k reasoning paths per training question from the SFT model
+keep the paths whose final answer is correct
+deduplicate: distinct step sequences only, the farthest by edit distance within a key
+fine-tune the base (SFT) model on the union of distinct paths
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from selfalign.config import Strict
+from selfalign.recipes.dedup import DedupMode, dedup_paths
+from selfalign.recipes.loop import Loop
+from selfalign.recipes.star import sft_record
+
+SUMMARY = "Rejection-sampling fine-tuning: k samples, keep distinct correct paths, train the base model."
+
+
+class RftParams(Strict):
+    k: int = Field(8, gt=0, description="samples per question")
+    dedup: DedupMode = Field("farthest", description="none | steps | farthest (RFT's edit-distance pick)")
+    max_records: int | None = Field(None, gt=0, description="cap the training set (for equal-data comparisons)")
+
+
+PARAMS = RftParams
+
+
+def run(loop: Loop) -> None:
+    p = loop.params(PARAMS)
+    base = loop.base
+    loop.evaluate(0, base)
+
+    problems = loop.task.train_problems(1, loop.cfg.seed)
+    samples = loop.sample(1, "samples", base, problems, n=p.k, filter=f"correct+dedup:{p.dedup}")
+    by_problem: dict[str, list[dict]] = {}
+    for r in samples:
+        if r["correct"]:
+            by_problem.setdefault(r["problem_id"], []).append(r)
+    paths = []
+    for rows in by_problem.values():
+        keep = dedup_paths([r["completion"] for r in rows], loop.task.steps, p.dedup)
+        paths += [rows[i] for i in keep]
+    data = [sft_record(r) for r in paths][: p.max_records]
+
+    model = loop.train(1, base, data)
+    loop.evaluate(1, model, train_records=len(data), correct_samples=sum(len(v) for v in by_problem.values()))

@@ -1,0 +1,57 @@
+"""`selfalign report RUN_DIR`: PNG plots and a self-contained HTML page for a run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import yaml
+
+from selfalign.errors import InputError
+from selfalign.records import atomic_write_text, read_jsonl
+from selfalign.report.plots import plot_accuracy
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        raise InputError(run_dir, "no metrics.jsonl here; is this a run directory?")
+    rows = read_jsonl(metrics, required=("round", "accuracy"))
+    png = plot_accuracy(rows, run_dir / "accuracy.png", title=f"{run_dir.name}: held-out accuracy")
+    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
+
+    difficulties = list(rows[-1]["accuracy"]) if rows else []
+    head = "".join(f"<th>acc {html.escape(d)}</th>" for d in difficulties)
+    body = "".join(
+        "<tr><td>{}</td>{}<td>{}</td><td>{}</td></tr>".format(
+            r["round"],
+            "".join(f"<td>{100 * r['accuracy'].get(d, float('nan')):.1f}%</td>" for d in difficulties),
+            r.get("train_records", ""),
+            html.escape(str(r.get("model", ""))),
+        )
+        for r in rows
+    )
+    stages = "".join(
+        "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>".format(
+            html.escape(k), v.get("seconds", ""), html.escape(json.dumps(v.get("summary")))
+        )
+        for k, v in manifest.get("stages", {}).items()
+    )
+    img = base64.b64encode(png.read_bytes()).decode()
+    recipe = yaml.safe_load(config).get("recipe", "") if config else ""
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign run {html.escape(run_dir.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+code,pre{{font-size:12px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>Run <code>{html.escape(run_dir.name)}</code> ({html.escape(str(recipe))})</h1>
+<img src="data:image/png;base64,{img}" alt="accuracy per round">
+<h2>Metrics per round</h2><table><tr><th>round</th>{head}<th>train records</th><th>model</th></tr>{body}</table>
+<h2>Completed stages</h2><table><tr><th>stage</th><th>seconds</th><th>summary</th></tr>{stages}</table>
+<h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out

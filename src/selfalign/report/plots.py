@@ -1,0 +1,33 @@
+"""PNG plots from a run's metrics.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from selfalign.evaluation.metrics import _key  # noqa: E402
+
+
+def plot_accuracy(rows: list[dict], out: str | Path, title: str = "held-out accuracy per round") -> Path:
+    """One line per difficulty: accuracy against round (round 0 = the starting model)."""
+    out = Path(out)
+    difficulties = sorted({d for r in rows for d in r["accuracy"]}, key=_key)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for d in difficulties:
+        pts = [(r["round"], r["accuracy"][d]) for r in rows if d in r["accuracy"]]
+        ax.plot([x for x, _ in pts], [100 * y for _, y in pts], marker="o", label=f"difficulty {d}")
+    ax.set_xlabel("round")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_xticks(sorted({r["round"] for r in rows}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

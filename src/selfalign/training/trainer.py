@@ -1,0 +1,146 @@
+"""One training engine on accelerate: runs as is under `accelerate launch` (DDP/FSDP/DeepSpeed).
+
+Global batch = batch_size x num_processes x grad_accum. Loss is on completion tokens only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from selfalign.config import TrainingConfig
+from selfalign.models.loading import Policy
+from selfalign.training.collate import encode_sft, pad_right
+from selfalign.training.objectives import sft_nll
+
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps: int):
+    warmup = math.ceil(cfg.warmup_ratio * steps)
+    if cfg.scheduler == "warmup_stable_decay":
+        # Lee et al. 2025 train each round with WSD: stable for the first half, linear decay after.
+        return get_scheduler(
+            "warmup_stable_decay",
+            optimizer,
+            num_warmup_steps=warmup,
+            num_training_steps=steps,
+            scheduler_specific_kwargs={"num_decay_steps": (steps - warmup) // 2},
+        )
+    return get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
+
+
+def train_sft(
+    policy: Policy,
+    records: list[dict],
+    cfg: TrainingConfig,
+    out_dir: str | Path | None,
+    seed: int = 0,
+    steps: int | None = None,
+    objective: Objective = sft_nll,
+    max_length: int | None = None,
+    desc: str = "training",
+) -> list[dict]:
+    """Fine-tune `policy` on prompt/completion records; save a checkpoint to `out_dir` atomically.
+
+    Returns the per-step log (loss, lr, grad_norm), also written to out_dir/train_log.jsonl.
+    """
+    if not records:
+        raise ValueError("no training records")
+    steps = steps or cfg.steps
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+    )
+    set_seed(seed)
+    data = [encode_sft(policy, r["prompt"], r["completion"], max_length) for r in records]
+    pad_id = policy.tokenizer.pad_token_id
+    loader = DataLoader(
+        data,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(data) >= cfg.batch_size * accelerator.num_processes,
+        collate_fn=lambda b: pad_right(b, pad_id),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    model = policy.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    scheduler = _scheduler(cfg, optimizer, steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    def batches():
+        epoch = 0
+        while True:
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    log: list[dict] = []
+    stream = batches()
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process)
+    for step in range(1, steps + 1):
+        losses = []
+        for _ in range(cfg.grad_accum):
+            batch = next(stream)
+            with accelerator.accumulate(model):
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                loss = objective(out.logits, batch["labels"])
+                accelerator.backward(loss)
+                grad_norm = None
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            losses.append(loss.detach())
+        loss_value = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+        entry = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
+        if grad_norm is not None:
+            entry["grad_norm"] = float(grad_norm)
+        log.append(entry)
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == steps:
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    policy.model = accelerator.unwrap_model(model)
+    policy.model.eval()
+    if out_dir is not None and accelerator.is_main_process:
+        save_checkpoint(policy, out_dir, log)
+    accelerator.wait_for_everyone()
+    return log
+
+
+def save_checkpoint(policy: Policy, out_dir: str | Path, log: list[dict] | None = None) -> None:
+    """save_pretrained into a temp dir, then rename: a checkpoint directory is either whole or absent."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.model.save_pretrained(tmp)
+    policy.tokenizer.save_pretrained(tmp)
+    if log is not None:
+        (tmp / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)

@@ -1,0 +1,102 @@
+"""End-to-end recipe runs on the shipped tiny checkpoint (seconds each)."""
+
+import json
+
+import pytest
+
+from selfalign.cli import main
+from selfalign.records import read_jsonl
+
+SMALL = [
+    "task.train_digits=[2]",
+    "task.eval_digits=[2,3]",
+    "task.n_train=12",
+    "task.n_eval=8",
+    "sampling.n=2",
+    "sampling.max_new_tokens=40",
+    "training.steps=4",
+    "training.batch_size=8",
+]
+
+
+def run(tmp_path, recipe, *overrides):
+    cfg = tmp_path / f"{recipe}.yaml"
+    cfg.write_text(f"recipe: {recipe}\nseed: 1\nmodel:\n  path: builtin:arith-tiny\n")
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), *SMALL, *overrides]) == 0
+    return out
+
+
+def check_provenance(rec, round):
+    prov = rec["provenance"]
+    assert prov["round"] == round and prov["seed"] == 1
+    assert {"model", "sampler", "scorer", "filter", "stage"} <= set(prov)
+    assert prov["sampler"]["seed"] >= 0 and prov["scorer"] == "checker:arithmetic"
+
+
+def test_star_writes_rounds_metrics_and_report(tmp_path):
+    out = run(tmp_path, "star", "params.rounds=2", "params.patience=5")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for stage in [
+        "round-000/eval",
+        "round-001/samples",
+        "round-001/rationalize",
+        "round-001/train",
+        "round-001/eval",
+        "round-002/samples",
+        "round-002/eval",
+    ]:
+        assert stage in manifest["stages"], stage
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["round"] for m in metrics] == [0, 1, 2]
+    assert all(set(m["accuracy"]) == {"2", "3"} for m in metrics)
+    samples = read_jsonl(out / "round-001" / "samples.jsonl")
+    assert len(samples) == 12 * 2
+    check_provenance(samples[0], 1)
+    assert samples[0]["provenance"]["model"] == "builtin:arith-tiny"
+    train = read_jsonl(out / "round-001" / "train.jsonl")
+    assert train and all("?" not in r["prompt"] for r in train)  # rationales are saved without the hint
+    assert (out / "round-001" / "checkpoint" / "config.json").is_file()
+    # Round 2 trains from the base model again (paper default) and samples from round 1's checkpoint.
+    assert manifest["stages"]["round-002/train"]["summary"]["init"] == "builtin:arith-tiny"
+    assert read_jsonl(out / "round-002" / "samples.jsonl")[0]["provenance"]["model"] == "round-001/checkpoint"
+    # STaR's step budget grows 20% per round.
+    assert manifest["stages"]["round-002/train"]["summary"]["steps"] == 5
+    assert (out / "accuracy.png").stat().st_size > 1000 and (out / "report.html").is_file()
+
+
+def test_rft_dedups_and_trains_base(tmp_path):
+    out = run(tmp_path, "rft", "params.k=4", "sampling.temperature=1.0")
+    samples = read_jsonl(out / "round-001" / "samples.jsonl")
+    train = read_jsonl(out / "round-001" / "train.jsonl")
+    correct = [s for s in samples if s["correct"]]
+    assert 0 < len(train) <= len(correct)
+    keys = [(t["prompt"], t["completion"]) for t in train]
+    assert len(keys) == len(set(keys))  # arithmetic paths are deterministic: one per solved problem
+    assert len(train) == len({s["problem_id"] for s in correct})
+    assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "recipe,params", [("rest", ["params.iterations=1"]), ("rejection", ["params.rounds=1", "params.k=2"])]
+)
+def test_rest_and_rejection_run(tmp_path, recipe, params):
+    out = run(tmp_path, recipe, *params)
+    train = read_jsonl(out / "round-001" / "train.jsonl")
+    assert train and all(r["provenance"]["round"] == 1 for r in train)
+    if recipe == "rejection":
+        assert all(r["provenance"]["score"] == 1.0 for r in train)
+        assert len({r["prompt"] for r in train}) == len(train)  # the best sample per prompt
+
+
+def test_existing_run_dir_requires_resume(tmp_path, capsys):
+    out = run(tmp_path, "rft", "params.k=1")
+    cfg = tmp_path / "rft.yaml"
+    assert main(["run", str(cfg), "--out", str(out), *SMALL, "params.k=1"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # Resuming a finished run redoes nothing and changes nothing.
+    before = (out / "manifest.json").read_text()
+    assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.k=1"]) == 0
+    assert (out / "manifest.json").read_text() == before
+    # A changed config cannot resume the old run.
+    assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.k=2"]) == 2

@@ -1,0 +1,79 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfalign.config import TrainingConfig
+from selfalign.models.loading import load_policy
+from selfalign.training.collate import encode_sft, pad_right
+from selfalign.training.objectives import IGNORE, sft_nll
+from selfalign.training.trainer import train_sft
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_curve.py"
+
+
+def test_labels_cover_completion_and_eos_only(tiny_model_dir):
+    policy = load_policy(str(tiny_model_dir))
+    ex = encode_sft(policy, "1+2=", "3")
+    n_prompt = len(policy.encode_prompt("1+2="))
+    assert ex["labels"][:n_prompt] == [IGNORE] * n_prompt
+    assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:] == policy.encode_completion("3")
+    batch = pad_right([ex, encode_sft(policy, "11+22=", "33")], policy.tokenizer.pad_token_id)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE).all()
+
+
+def test_sft_nll_is_mean_over_completion_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[IGNORE, IGNORE, 3, 1], [IGNORE, 2, IGNORE, IGNORE]])
+    logp = torch.log_softmax(logits, -1)
+    expected = -(logp[0, 1, 3] + logp[0, 2, 1] + logp[1, 0, 2]) / 3
+    assert sft_nll(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_training_lowers_loss_and_saves_a_loadable_checkpoint(tiny_model_dir, tmp_path):
+    policy = load_policy(str(tiny_model_dir))
+    records = [{"prompt": f"{i}+{i}=", "completion": f"x{2 * i}"} for i in range(10)]
+    cfg = TrainingConfig(lr=5e-3, steps=30, batch_size=4, grad_accum=2, warmup_ratio=0.1, log_every=5)
+    log = train_sft(policy, records, cfg, tmp_path / "ckpt", seed=0)
+    assert len(log) == 30 and log[-1]["loss"] < 0.6 * log[0]["loss"]
+    assert {"step", "loss", "lr", "grad_norm"} <= set(log[0])
+    assert log[0]["lr"] < log[3]["lr"]  # warmup
+    reloaded = load_policy(str(tmp_path / "ckpt"))
+    assert (tmp_path / "ckpt" / "train_log.jsonl").is_file()
+    assert not (tmp_path / "ckpt.tmp").exists()
+    for a, b in zip(policy.model.parameters(), reloaded.model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_matches_one_process(tiny_model_dir, tmp_path):
+    """Same global batch (8 x 2 processes vs 8 x 2 accumulation): the loss curves must agree."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    subprocess.run([sys.executable, SCRIPT, tiny_model_dir, one, "8", "2"], check=True, env=env, capture_output=True)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    proc = subprocess.run([*launch, SCRIPT, tiny_model_dir, two, "8", "1"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert len(a) == len(b) == 12
+    assert a[-1] < a[0] - 0.3  # it learns
+    assert max(abs(x - y) for x, y in zip(a, b)) < 0.05, (a, b)
