@@ -166,6 +166,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
             if not isinstance(node, dict):
                 raise InputError("<command line>", f"cannot set '{item}': '{k}' is not a section")
         node[keys[-1]] = value
+    if isinstance(data.get("task"), dict):
+        data["task"].setdefault("name", "arithmetic")
     return _validate(RunConfig, data, source, lines)
 
 
