@@ -12,7 +12,7 @@ provenance and resume live here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ class Loop:
     cfg: RunConfig
     run: Run
     task: Task
+    metric_rows: list[dict] = field(default_factory=list)  # one per evaluated round, mirrored to metrics.jsonl
 
     @property
     def base(self) -> str:
@@ -174,8 +175,8 @@ class Loop:
                 ) / len(groups)
         metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
         metrics.update(extra)
-        self._rows = [r for r in getattr(self, "_rows", []) if r["round"] != round] + [metrics]
-        self.run.write_metrics(self._rows)
+        self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
+        self.run.write_metrics(self.metric_rows)
         return metrics
 
 
