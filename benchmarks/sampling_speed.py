@@ -24,10 +24,16 @@ def plain_loop(policy, prompts, params) -> int:
     for p in prompts:
         ids = torch.tensor([policy.encode_prompt(p)])
         out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=params.temperature,
-            top_k=0, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        )[:, ids.shape[1]:]
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            temperature=params.temperature,
+            top_k=0,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )[:, ids.shape[1] :]
         for seq in out.tolist():
             tokens += seq.index(tok.eos_token_id) + 1 if tok.eos_token_id in seq else len(seq)
     return tokens

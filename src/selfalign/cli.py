@@ -11,23 +11,26 @@ from pathlib import Path
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
 
 
-def _prepare(cfg, resume: bool, out: str | None):
-    """Validate everything (recipe, params, task data, model path) before the run dir is created."""
-    from selfalign.recipes import get_recipe
+def _loop(cfg, resume: bool, out: str | Path):
+    """Validate the task data and model path, then create (or reopen) the run directory."""
+    from selfalign.models.loading import resolve_model_path
     from selfalign.recipes.loop import Loop
     from selfalign.run import Run
     from selfalign.tasks import make_task
 
-    recipe = get_recipe(cfg.recipe)
-    from selfalign.config import validate_params
-
-    validate_params(recipe.PARAMS, cfg)
     task = make_task(cfg.task)
-    from selfalign.models.loading import resolve_model_path
-
     resolve_model_path(cfg.model.path)
-    root = Path(out or Path("runs") / (cfg.name or cfg.recipe))
-    return recipe, Loop(cfg=cfg, run=Run(root, cfg, resume=resume), task=task)
+    return Loop(cfg=cfg, run=Run(out, cfg, resume=resume), task=task)
+
+
+def _prepare(cfg, resume: bool, out: str | None):
+    """Validate everything (recipe, params, task data, model path) before the run dir is created."""
+    from selfalign.config import validate_params
+    from selfalign.recipes import get_recipe
+
+    recipe = get_recipe(cfg.recipe)
+    validate_params(recipe.PARAMS, cfg)
+    return recipe, _loop(cfg, resume, out or Path("runs") / (cfg.name or cfg.recipe))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -67,24 +70,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from selfalign.config import load_config
-    from selfalign.report.html import write_report
 
     overrides = [f"model.path={args.model}", *args.overrides]
     cfg = load_config(args.config, overrides, base={"recipe": "eval"} if args.config is None else None)
-    from selfalign.models.loading import resolve_model_path
-    from selfalign.recipes.loop import Loop
-    from selfalign.run import Run
-    from selfalign.tasks import make_task
-
-    task = make_task(cfg.task)
-    model = resolve_model_path(cfg.model.path)
-    out = args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}"
-    loop = Loop(cfg=cfg, run=Run(out, cfg, resume=args.resume), task=task)
-    loop.evaluate(0, model)
-    from selfalign.report.tables import print_metrics
-
-    print_metrics(loop.run.root)
-    print(f"report: {write_report(loop.run.root)}")
+    loop = _loop(cfg, args.resume, args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    loop.evaluate(0, loop.base)
+    _finish(loop)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

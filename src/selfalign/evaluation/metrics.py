@@ -33,8 +33,9 @@ def accuracy_by_difficulty(rows: Iterable[dict]) -> dict[str, float]:
     hits: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
         hits[str(r["difficulty"])].append(bool(r["correct"]))
-    return {d: sum(v) / len(v) for d, v in sorted(hits.items(), key=lambda kv: _key(kv[0]))}
+    return {d: sum(v) / len(v) for d, v in sorted(hits.items(), key=lambda kv: difficulty_order(kv[0]))}
 
 
-def _key(d: str) -> tuple[int, str]:
+def difficulty_order(d: str) -> tuple[int, str]:
+    """Sort key: numeric difficulties in numeric order, then named ones."""
     return (int(d), "") if d.lstrip("-").isdigit() else (1 << 30, d)

@@ -9,13 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from selfalign.evaluation.metrics import _key  # noqa: E402
+from selfalign.evaluation.metrics import difficulty_order  # noqa: E402
 
 
 def plot_accuracy(rows: list[dict], out: str | Path, title: str = "held-out accuracy per round") -> Path:
     """One line per difficulty: accuracy against round (round 0 = the starting model)."""
     out = Path(out)
-    difficulties = sorted({d for r in rows for d in r["accuracy"]}, key=_key)
+    difficulties = sorted({d for r in rows for d in r["accuracy"]}, key=difficulty_order)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for d in difficulties:
         pts = [(r["round"], r["accuracy"][d]) for r in rows if d in r["accuracy"]]
