@@ -84,6 +84,22 @@ class TrainingConfig(Strict):
     log_every: int = Field(10, gt=0)
 
 
+class PreferenceConfig(Strict):
+    loss: Literal["sigmoid", "robust", "ipo", "dpo_nll"] = Field(
+        "sigmoid",
+        description="sigmoid = DPO (cDPO with label_smoothing > 0, soft labels with a per-pair `epsilon`); "
+        "robust = robust DPO; ipo = IPO on token-averaged log-ratios; dpo_nll = iterative RPO (DPO + NLL)",
+    )
+    beta: float = Field(0.1, gt=0, description="DPO beta; IPO tau")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cDPO epsilon (sigmoid) or flip rate (robust, < 0.5)")
+    nll_alpha: float = Field(1.0, ge=0, description="weight of the chosen-response NLL in dpo_nll")
+    reference: Literal["precompute", "model"] = Field(
+        "precompute",
+        description="precompute = reference log-probs computed once before training; model = a frozen reference "
+        "forward each step (with LoRA: the base with adapters disabled, no second copy)",
+    )
+
+
 class EvalConfig(Strict):
     k: int = Field(1, gt=0, description="samples per eval prompt; >1 adds pass@k and maj@k")
     temperature: float = Field(0.0, ge=0, description="0 = greedy accuracy")

@@ -24,3 +24,73 @@ def sft_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood over completion tokens in the batch."""
     logp, mask = token_logprobs(logits, labels)
     return -logp.sum() / mask.sum().clamp(min=1)
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-prob per sequence [B] and the number of completion tokens [B]."""
+    logp, mask = token_logprobs(logits, labels)
+    return logp.sum(-1), mask.sum(-1)
+
+
+# Preference objectives. Inputs are per-pair tensors [B]: log-ratios log pi(y)/pi_ref(y) summed over
+# completion tokens, rewards, or margins. Each returns the per-pair loss [B]; trainers take the mean.
+
+
+def dpo_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    beta: float = 0.1,
+    label_smoothing: float | torch.Tensor = 0.0,
+) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023); with a global epsilon it is cDPO, with a per-pair tensor the soft-label form.
+
+    L = -(1 - eps) log sigma(beta h) - eps log sigma(-beta h), h = chosen - rejected log-ratio.
+    eps_i = 1 - p_i turns a labeller's preference probability p_i into a soft label (RLAIF, CAI, SPA).
+    """
+    h = beta * (chosen_logratios - rejected_logratios)
+    return -(1 - label_smoothing) * F.logsigmoid(h) - label_smoothing * F.logsigmoid(-h)
+
+
+def robust_dpo_loss(
+    chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float = 0.1, epsilon: float = 0.1
+) -> torch.Tensor:
+    """Robust DPO (Chowdhury et al. 2024): unbiased under labels flipped with probability epsilon < 0.5."""
+    if not 0 <= epsilon < 0.5:
+        raise ValueError(f"robust DPO needs 0 <= epsilon < 0.5, got {epsilon}")
+    h = beta * (chosen_logratios - rejected_logratios)
+    return (-(1 - epsilon) * F.logsigmoid(h) + epsilon * F.logsigmoid(-h)) / (1 - 2 * epsilon)
+
+
+def ipo_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    chosen_tokens: torch.Tensor,
+    rejected_tokens: torch.Tensor,
+    tau: float = 0.1,
+) -> torch.Tensor:
+    """IPO (Azar et al. 2023): (h - 1/(2 tau))^2 on log-ratios averaged over completion tokens only."""
+    h = chosen_logratios / chosen_tokens.clamp(min=1) - rejected_logratios / rejected_tokens.clamp(min=1)
+    return (h - 1 / (2 * tau)) ** 2
+
+
+def dpo_nll_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    chosen_logps: torch.Tensor,
+    chosen_tokens: torch.Tensor,
+    beta: float = 0.1,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """Iterative RPO (Pang et al. 2024): DPO plus alpha x the length-normalised NLL of the chosen response."""
+    nll = -chosen_logps / chosen_tokens.clamp(min=1)
+    return dpo_loss(chosen_logratios, rejected_logratios, beta) + alpha * nll
+
+
+def bradley_terry_loss(
+    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Reward-model loss -log sigma(r_c - r_r - m); m is the Llama-2 margin for the pair's label strength."""
+    diff = chosen_rewards - rejected_rewards
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff)

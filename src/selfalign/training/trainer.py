@@ -47,22 +47,26 @@ def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps: int
     return get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
 
 
-def train_sft(
-    policy: Policy,
-    records: list[dict],
+Batch = dict[str, torch.Tensor]
+# compute_loss(model, batch) -> (scalar loss, per-step metrics to log)
+LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def train_loop(
+    model: torch.nn.Module,
+    data: list[dict],
+    collate: Callable[[list[dict]], Batch],
+    compute_loss: LossFn,
     cfg: TrainingConfig,
-    out_dir: str | Path | None,
     seed: int = 0,
     steps: int | None = None,
-    objective: Objective = sft_nll,
-    max_length: int | None = None,
     desc: str = "training",
-) -> list[dict]:
-    """Fine-tune `policy` on prompt/completion records; save a checkpoint to `out_dir` atomically.
+) -> tuple[torch.nn.Module, list[dict]]:
+    """The one optimisation loop: shuffled epochs, grad accumulation, warmup schedule, clipping, logging.
 
-    Returns the per-step log (loss, lr, grad_norm), also written to out_dir/train_log.jsonl.
+    Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics).
     """
-    if not records:
+    if not data:
         raise ValueError("no training records")
     steps = steps or cfg.steps
     accelerator = Accelerator(
@@ -70,17 +74,14 @@ def train_sft(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
     set_seed(seed)
-    data = [encode_sft(policy, r["prompt"], r["completion"], max_length) for r in records]
-    pad_id = policy.tokenizer.pad_token_id
     loader = DataLoader(
         data,
         batch_size=cfg.batch_size,
         shuffle=True,
         drop_last=len(data) >= cfg.batch_size * accelerator.num_processes,
-        collate_fn=lambda b: pad_right(b, pad_id),
+        collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
     )
-    model = policy.model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -99,12 +100,11 @@ def train_sft(
     stream = batches()
     bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process)
     for step in range(1, steps + 1):
-        losses = []
+        losses, metrics = [], {}
         for _ in range(cfg.grad_accum):
             batch = next(stream)
             with accelerator.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                loss = objective(out.logits, batch["labels"])
+                loss, extra = compute_loss(model, batch)
                 accelerator.backward(loss)
                 grad_norm = None
                 if accelerator.sync_gradients:
@@ -113,23 +113,64 @@ def train_sft(
                 scheduler.step()
                 optimizer.zero_grad()
             losses.append(loss.detach())
+            for k, v in extra.items():
+                metrics.setdefault(k, []).append(v.detach().float())
         loss_value = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
         entry = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
         if grad_norm is not None:
             entry["grad_norm"] = float(grad_norm)
+        for k, v in metrics.items():
+            entry[k] = accelerator.reduce(torch.stack(v).mean(), reduction="mean").item()
         log.append(entry)
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps:
             bar.set_postfix(loss=f"{loss_value:.4f}")
     bar.close()
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    return model, log
 
-    accelerator.wait_for_everyone()
-    policy.model = accelerator.unwrap_model(model)
-    policy.model.eval()
-    if out_dir is not None and accelerator.is_main_process:
-        save_checkpoint(policy, out_dir, log)
-    accelerator.wait_for_everyone()
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train_sft(
+    policy: Policy,
+    records: list[dict],
+    cfg: TrainingConfig,
+    out_dir: str | Path | None,
+    seed: int = 0,
+    steps: int | None = None,
+    objective: Objective = sft_nll,
+    max_length: int | None = None,
+    desc: str = "training",
+) -> list[dict]:
+    """Fine-tune `policy` on prompt/completion records; save a checkpoint to `out_dir` atomically.
+
+    Returns the per-step log (loss, lr, grad_norm), also written to out_dir/train_log.jsonl.
+    """
+    data = [encode_sft(policy, r["prompt"], r["completion"], max_length) for r in records]
+    pad_id = policy.tokenizer.pad_token_id
+
+    def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return objective(out.logits, batch["labels"]), {}
+
+    policy.model, log = train_loop(
+        policy.model, data, lambda b: pad_right(b, pad_id), compute_loss, cfg, seed, steps, desc
+    )
+    finish(policy, out_dir, log)
     return log
+
+
+def finish(policy: Policy, out_dir: str | Path | None, log: list[dict]) -> None:
+    """Save the trained policy from the main process only, then let every rank continue."""
+    if out_dir is not None and is_main_process():
+        save_checkpoint(policy, out_dir, log)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def save_checkpoint(policy: Policy, out_dir: str | Path, log: list[dict] | None = None) -> None:

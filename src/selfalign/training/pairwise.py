@@ -1,0 +1,159 @@
+"""Pairwise preference training (the DPO family) on the shared training loop.
+
+Chosen and rejected completions go through one concatenated forward pass. The reference log-probs
+are either computed once before training (the policy before its first step *is* the reference, so no
+copy is needed) or by a frozen reference each step; under LoRA that reference is the same model with
+its adapters disabled.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from selfalign.config import PreferenceConfig, TrainingConfig
+from selfalign.models.loading import Policy
+from selfalign.training import objectives as obj
+from selfalign.training.collate import encode_sft, pad_right
+from selfalign.training.trainer import Batch, finish, train_loop
+
+
+def encode_pair(policy: Policy, pair: dict, max_length: int | None = None) -> dict:
+    return {
+        "chosen": encode_sft(policy, pair["prompt"], pair["chosen"], max_length),
+        "rejected": encode_sft(policy, pair["prompt"], pair["rejected"], max_length),
+        "epsilon": pair.get("epsilon"),
+    }
+
+
+def collate_pairs(batch: list[dict], pad_id: int, label_smoothing: float = 0.0) -> Batch:
+    """Rows 0..B-1 are the chosen completions, B..2B-1 the rejected ones, padded together."""
+    out = pad_right([x["chosen"] for x in batch] + [x["rejected"] for x in batch], pad_id)
+    out["epsilon"] = torch.tensor([label_smoothing if x["epsilon"] is None else x["epsilon"] for x in batch])
+    if "ref_chosen" in batch[0]:
+        out["ref_chosen"] = torch.tensor([x["ref_chosen"] for x in batch])
+        out["ref_rejected"] = torch.tensor([x["ref_rejected"] for x in batch])
+    return out
+
+
+def concatenated_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, ...]:
+    """(chosen logps, rejected logps, chosen tokens, rejected tokens), each [B], from one forward pass."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps, tokens = obj.sequence_logprobs(logits, batch["labels"])
+    return (*logps.chunk(2), *tokens.chunk(2))
+
+
+@contextmanager
+def reference_of(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model as its own reference: adapters disabled under peft, itself otherwise (before training)."""
+    inner = getattr(model, "module", model)  # unwrapped from DDP: a no-grad forward needs no gradient sync
+    if hasattr(inner, "disable_adapter"):
+        with inner.disable_adapter():
+            yield inner
+    else:
+        yield model
+
+
+@torch.no_grad()
+def precompute_reference(policy: Policy, data: list[dict], batch_size: int) -> None:
+    """Store the reference log-probs of every pair in place (one pass, before any update)."""
+    pad_id = policy.tokenizer.pad_token_id
+    device = next(policy.model.parameters()).device
+    was_training = policy.model.training
+    policy.model.eval()
+    with reference_of(policy.model) as ref:
+        for i in range(0, len(data), batch_size):
+            chunk = data[i : i + batch_size]
+            batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
+            chosen, rejected, _, _ = concatenated_logps(ref, batch)
+            for x, c, r in zip(chunk, chosen.tolist(), rejected.tolist()):
+                x["ref_chosen"], x["ref_rejected"] = c, r
+    policy.model.train(was_training)
+
+
+def preference_loss(
+    cfg: PreferenceConfig,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    chosen_tokens: torch.Tensor,
+    rejected_tokens: torch.Tensor,
+    epsilon: torch.Tensor,
+) -> torch.Tensor:
+    """Per-pair loss of the configured objective."""
+    c, r = chosen - ref_chosen, rejected - ref_rejected
+    if cfg.loss == "sigmoid":
+        return obj.dpo_loss(c, r, cfg.beta, epsilon)
+    if cfg.loss == "robust":
+        return obj.robust_dpo_loss(c, r, cfg.beta, cfg.label_smoothing)
+    if cfg.loss == "ipo":
+        return obj.ipo_loss(c, r, chosen_tokens, rejected_tokens, cfg.beta)
+    return obj.dpo_nll_loss(c, r, chosen, chosen_tokens, cfg.beta, cfg.nll_alpha)
+
+
+def train_pairwise(
+    policy: Policy,
+    pairs: list[dict],
+    cfg: TrainingConfig,
+    pref: PreferenceConfig,
+    out_dir: str | Path | None,
+    seed: int = 0,
+    steps: int | None = None,
+    max_length: int | None = None,
+    desc: str = "preference training",
+) -> list[dict]:
+    """Train `policy` on prompt/chosen/rejected records (optional per-pair `epsilon`); save to `out_dir`.
+
+    Logs per step: loss, reward accuracy and margin (implicit rewards beta x log-ratio), chosen and
+    rejected log-probs, and mean chosen/rejected response length in tokens.
+    """
+    data = [encode_pair(policy, p, max_length) for p in pairs]
+    frozen = None
+    if pref.reference == "precompute":
+        precompute_reference(policy, data, cfg.batch_size)
+    elif not hasattr(policy.model, "disable_adapter"):
+        frozen = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    pad_id = policy.tokenizer.pad_token_id
+
+    def reference_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if "ref_chosen" in batch:
+            return batch["ref_chosen"], batch["ref_rejected"]
+        with torch.no_grad():
+            if frozen is not None:
+                return concatenated_logps(frozen.to(batch["input_ids"].device), batch)[:2]
+            with reference_of(model) as ref:
+                return concatenated_logps(ref, batch)[:2]
+
+    def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        chosen, rejected, n_c, n_r = concatenated_logps(model, batch)
+        ref_c, ref_r = reference_logps(model, batch)
+        losses = preference_loss(pref, chosen, rejected, ref_c, ref_r, n_c, n_r, batch["epsilon"])
+        reward_c, reward_r = pref.beta * (chosen - ref_c).detach(), pref.beta * (rejected - ref_r).detach()
+        return losses.mean(), {
+            "rewards/accuracy": (reward_c > reward_r).float().mean(),
+            "rewards/margin": (reward_c - reward_r).mean(),
+            "rewards/chosen": reward_c.mean(),
+            "rewards/rejected": reward_r.mean(),
+            "logps/chosen": chosen.detach().mean(),
+            "logps/rejected": rejected.detach().mean(),
+            "length/chosen": n_c.float().mean(),
+            "length/rejected": n_r.float().mean(),
+        }
+
+    policy.model, log = train_loop(
+        policy.model,
+        data,
+        lambda b: collate_pairs(b, pad_id, pref.label_smoothing),
+        compute_loss,
+        cfg,
+        seed,
+        steps,
+        desc,
+    )
+    finish(policy, out_dir, log)
+    return log
