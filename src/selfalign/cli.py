@@ -11,8 +11,8 @@ from pathlib import Path
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
 
 
-def _loop(cfg, resume: bool, out: str | Path):
-    """Validate the task data and model path, then create (or reopen) the run directory."""
+def _loop(cfg, resume: bool, out: str | Path, recipe=None):
+    """Validate the task data, model path and recipe inputs, then create (or reopen) the run directory."""
     from selfalign.models.loading import resolve_model_path
     from selfalign.recipes.loop import Loop
     from selfalign.run import Run
@@ -20,6 +20,8 @@ def _loop(cfg, resume: bool, out: str | Path):
 
     task = make_task(cfg.task)
     resolve_model_path(cfg.model.path)
+    if hasattr(recipe, "validate"):
+        recipe.validate(cfg, task)
     return Loop(cfg=cfg, run=Run(out, cfg, resume=resume), task=task)
 
 
@@ -30,7 +32,7 @@ def _prepare(cfg, resume: bool, out: str | None):
 
     recipe = get_recipe(cfg.recipe)
     validate_params(recipe.PARAMS, cfg)
-    return recipe, _loop(cfg, resume, out or Path("runs") / (cfg.name or cfg.recipe))
+    return recipe, _loop(cfg, resume, out or Path("runs") / (cfg.name or cfg.recipe), recipe)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

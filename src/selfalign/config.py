@@ -57,7 +57,14 @@ class JsonlTaskConfig(Strict):
     )
 
 
-TaskConfig = Annotated[ArithmeticTaskConfig | JsonlTaskConfig, Field(discriminator="name")]
+class LettersTaskConfig(Strict):
+    name: Literal["letters"]
+    n_prompts: int = Field(4000, gt=0, description="training prompt pool (seed + unlabelled)")
+    seed_fraction: float = Field(0.03, gt=0, le=1, description="share of the pool that comes with a gold pair")
+    n_eval: int = Field(200, gt=0, description="held-out prompts (and held-out gold pairs)")
+
+
+TaskConfig = Annotated[ArithmeticTaskConfig | JsonlTaskConfig | LettersTaskConfig, Field(discriminator="name")]
 
 
 class SamplingConfig(Strict):
@@ -114,6 +121,7 @@ class RunConfig(Strict):
     task: TaskConfig = ArithmeticTaskConfig()
     sampling: SamplingConfig = SamplingConfig()
     training: TrainingConfig = TrainingConfig()
+    preference: PreferenceConfig = PreferenceConfig()
     eval: EvalConfig = EvalConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="recipe-specific parameters")
 

@@ -12,20 +12,27 @@ provenance and resume live here.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from selfalign.config import RunConfig, validate_params
+from selfalign.config import RunConfig, TrainingConfig, validate_params
+from selfalign.errors import InputError
 from selfalign.evaluation.metrics import accuracy_by_difficulty, maj_at_k, pass_at_k
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import Policy, load_policy, resolve_model_path
+from selfalign.pairs import load_pairs
 from selfalign.records import read_jsonl, write_jsonl
 from selfalign.run import Run
 from selfalign.tasks.base import Problem, Task
+from selfalign.training.pairwise import train_pairwise
 from selfalign.training.trainer import train_sft
+
+Fit = Callable[..., list[dict]]  # (policy, records, training cfg, out dir, seed=, steps=, desc=) -> log
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -117,6 +124,7 @@ class Loop:
             "gold": problem.answer,
             "answer": check.answer,
             "correct": check.correct,
+            "reward": check.score,
             "first_error": check.first_error,
             "n_tokens": g.n_tokens,
             "finished": g.finished,
@@ -125,8 +133,13 @@ class Loop:
         }
 
     # -- training -----------------------------------------------------------------------------
-    def train(self, round: int, init: str, records: list[dict], steps: int | None = None) -> str:
-        """Stage `round-XXX/train`: write train.jsonl, fine-tune `init` on it, return the checkpoint path."""
+    def train(
+        self, round: int, init: str, records: list[dict], steps: int | None = None, fit: Fit | None = None
+    ) -> str:
+        """Stage `round-XXX/train`: write train.jsonl, fine-tune `init` on it, return the checkpoint path.
+
+        `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs).
+        """
         rd = self.run.path(round_dir(round))
         ckpt = rd / "checkpoint"
         stage = f"{round_dir(round)}/train"
@@ -136,7 +149,7 @@ class Loop:
             if self.run.state.is_main_process:
                 write_jsonl(rd / "train.jsonl", records)
             policy = self.load(init, trainable=True)
-            log = train_sft(
+            log = (fit or train_sft)(
                 policy, records, self.cfg.training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage
             )
             return {
@@ -152,6 +165,25 @@ class Loop:
         self.run.stage(stage, lambda: {"records": 0, "skipped": "no training records"})
         return init
 
+    def fit_pairs(self, policy: Policy, pairs: list[dict], cfg: TrainingConfig, out: Path, **kw: Any) -> list[dict]:
+        """The preference trainer with this run's `preference` settings, as a `fit` for `train`."""
+        return train_pairwise(policy, pairs, cfg, self.cfg.preference, out, **kw)
+
+    def pairs(self, round: int, source: str) -> list[dict]:
+        """Stage `round-XXX/pairs`: the task's gold-labelled pairs (`seed`/`all`) or a validated JSONL file."""
+        stage = f"{round_dir(round)}/pairs"
+        path = self.run.path(round_dir(round), "pairs.jsonl")
+
+        def work() -> dict:
+            pairs, skipped = load_preference_source(self.task, source)
+            write_jsonl(path, pairs)
+            return {"pairs": len(pairs), "source": source, "skipped": dict(skipped)}
+
+        summary = self.run.stage(stage, work)
+        for reason, count in summary.get("skipped", {}).items():
+            print(f"{source}: skipped {count} pairs ({reason})")
+        return read_jsonl(path)
+
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, round: int, model: str, **extra: Any) -> dict:
         """Stage `round-XXX/eval` on the held-out sets; returns the round's metrics row."""
@@ -161,7 +193,7 @@ class Loop:
         rows = self.sample(round, "eval", model, problems, n=e.k, temperature=e.temperature)
         metrics: dict[str, Any] = {"round": round, "model": self.model_name(model)}
         metrics["accuracy"] = accuracy_by_difficulty(rows)
-        if e.k > 1:
+        if e.k > 1 and any(p.answer for p in problems):  # pass@k / maj@k need reference answers
             by_problem: dict[str, list[dict]] = {}
             for r in rows:
                 by_problem.setdefault(r["problem_id"], []).append(r)
@@ -174,10 +206,33 @@ class Loop:
                     maj_at_k([r["answer"] for r in g], g[0]["gold"], e.k) for g in groups
                 ) / len(groups)
         metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
+        metrics["gold_reward"] = sum(r["reward"] for r in rows) / max(1, len(rows))
+        if round > 0:
+            start = read_jsonl(self.run.path(round_dir(0), "eval.jsonl"))
+            metrics["win_rate"] = win_rate(rows, start)
         metrics.update(extra)
         self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
         self.run.write_metrics(self.metric_rows)
         return metrics
+
+
+def load_preference_source(task: Task, source: str) -> tuple[list[dict], Counter]:
+    """`seed`/`all`: the testbed's gold pairs; anything else is a preference JSONL path."""
+    if source in ("seed", "all"):
+        if not hasattr(task, "pairs"):
+            raise InputError(
+                "<config>", f"task '{task.name}' has no gold pairs; give a JSONL path", field="params.data"
+            )
+        return task.pairs(source), Counter()
+    return load_pairs(source)
+
+
+def win_rate(rows: list[dict], baseline: list[dict]) -> float:
+    """Share of eval samples whose gold reward beats the starting model's on the same prompt and
+    sample index (ties count half): the gold win rate against round 0 (the SFT model)."""
+    base = {r["id"]: r["reward"] for r in baseline}
+    wins = [0.5 if r["reward"] == base[r["id"]] else float(r["reward"] > base[r["id"]]) for r in rows]
+    return sum(wins) / max(1, len(wins))
 
 
 def scaled_steps(base: int, round: int, growth: float) -> int:

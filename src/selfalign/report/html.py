@@ -12,6 +12,7 @@ import yaml
 from selfalign.errors import InputError
 from selfalign.records import atomic_write_text, read_jsonl
 from selfalign.report.plots import plot_accuracy
+from selfalign.report.tables import columns
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -24,16 +25,13 @@ def write_report(run_dir: str | Path) -> Path:
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
 
-    difficulties = list(rows[-1]["accuracy"]) if rows else []
-    head = "".join(f"<th>acc {html.escape(d)}</th>" for d in difficulties)
+    headers, cells = columns(rows)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr><td>{}</td>{}<td>{}</td><td>{}</td></tr>".format(
-            r["round"],
-            "".join(f"<td>{100 * r['accuracy'].get(d, float('nan')):.1f}%</td>" for d in difficulties),
-            r.get("train_records", ""),
-            html.escape(str(r.get("model", ""))),
+        "<tr>{}<td>{}</td></tr>".format(
+            "".join(f"<td>{html.escape(c)}</td>" for c in row), html.escape(str(r.get("model", "")))
         )
-        for r in rows
+        for row, r in zip(cells, rows)
     )
     stages = "".join(
         "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>".format(
@@ -49,7 +47,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 code,pre{{font-size:12px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>Run <code>{html.escape(run_dir.name)}</code> ({html.escape(str(recipe))})</h1>
 <img src="data:image/png;base64,{img}" alt="accuracy per round">
-<h2>Metrics per round</h2><table><tr><th>round</th>{head}<th>train records</th><th>model</th></tr>{body}</table>
+<h2>Metrics per round</h2><table><tr>{head}<th>model</th></tr>{body}</table>
 <h2>Completed stages</h2><table><tr><th>stage</th><th>seconds</th><th>summary</th></tr>{stages}</table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
     out = run_dir / "report.html"

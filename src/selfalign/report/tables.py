@@ -1,4 +1,4 @@
-"""Console tables (rich) for a run's metrics."""
+"""Console tables (rich) for a run's metrics, and the per-round columns shared with the HTML report."""
 
 from __future__ import annotations
 
@@ -9,19 +9,37 @@ from rich.table import Table
 
 from selfalign.records import read_jsonl
 
+# (header, metrics key, format) for the scalar per-round metrics, shown when any round has them
+SCALARS = (
+    ("gold reward", "gold_reward", "{:.3f}"),
+    ("win rate vs start", "win_rate", "{:.1%}"),
+    ("mean tokens", "mean_tokens", "{:.1f}"),
+    ("train records", "train_records", "{}"),
+    ("train pairs", "train_pairs", "{}"),
+)
 
-def print_metrics(run_dir: str | Path) -> None:
-    rows = read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+def columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells: accuracy per difficulty, then the scalar metrics present in the run."""
     difficulties = list(rows[-1]["accuracy"]) if rows else []
-    table = Table(title=f"held-out accuracy: {Path(run_dir).name}")
-    table.add_column("round", justify="right")
-    for d in difficulties:
-        table.add_column(f"difficulty {d}", justify="right")
-    table.add_column("train records", justify="right")
-    for r in rows:
-        table.add_row(
+    scalars = [(h, k, f) for h, k, f in SCALARS if any(k in r for r in rows)]
+    headers = ["round", *(f"acc {d}" for d in difficulties), *(h for h, _, _ in scalars)]
+    cells = [
+        [
             str(r["round"]),
             *(f"{100 * r['accuracy'][d]:.1f}%" if d in r["accuracy"] else "-" for d in difficulties),
-            str(r.get("train_records", "")),
-        )
+            *(f.format(r[k]) if k in r else "" for _, k, f in scalars),
+        ]
+        for r in rows
+    ]
+    return headers, cells
+
+
+def print_metrics(run_dir: str | Path) -> None:
+    headers, cells = columns(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+    table = Table(title=f"held-out metrics: {Path(run_dir).name}")
+    for h in headers:
+        table.add_column(h, justify="right")
+    for row in cells:
+        table.add_row(*row)
     Console().print(table)

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
-from selfalign.config import ArithmeticTaskConfig, JsonlTaskConfig
+from selfalign.config import ArithmeticTaskConfig, JsonlTaskConfig, LettersTaskConfig
 from selfalign.tasks.base import Check, Problem, Task
 
 __all__ = ["Check", "Problem", "Task", "make_task"]
 
 
-def make_task(cfg: ArithmeticTaskConfig | JsonlTaskConfig) -> Task:
+def make_task(cfg: ArithmeticTaskConfig | JsonlTaskConfig | LettersTaskConfig) -> Task:
     if isinstance(cfg, ArithmeticTaskConfig):
         from selfalign.tasks.arithmetic import ArithmeticTask
 
         return ArithmeticTask(cfg)
+    if isinstance(cfg, LettersTaskConfig):
+        from selfalign.tasks.letters import LettersTask
+
+        return LettersTask(cfg)
     from selfalign.tasks.jsonl import JsonlTask
 
     return JsonlTask(cfg)

@@ -21,6 +21,11 @@ class Check:
     answer: str | None  # the final answer extracted from the completion
     first_error: int | None = None  # index of the first invalid step; None when all steps are valid
     n_steps: int = 0
+    reward: float | None = None  # graded tasks: the hidden gold reward; None means float(correct)
+
+    @property
+    def score(self) -> float:
+        return float(self.correct) if self.reward is None else self.reward
 
 
 class Task(Protocol):
