@@ -82,22 +82,27 @@ def load_policy(
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     if lora is not None and not is_adapter:
-        from peft import LoraConfig as PeftLoraConfig
-        from peft import get_peft_model
-
-        model = get_peft_model(
-            model,
-            PeftLoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = add_lora(model, lora, "CAUSAL_LM")
     if device is not None:
         model.to(device)
     return Policy(model=model, tokenizer=tokenizer, source=path)
+
+
+def add_lora(model: PreTrainedModel, lora: LoraConfig, task_type: str) -> PreTrainedModel:
+    """Wrap `model` in fresh LoRA adapters; task_type SEQ_CLS also keeps a reward head trainable."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    return get_peft_model(
+        model,
+        PeftLoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type=task_type,
+        ),
+    )
 
 
 def default_device() -> torch.device:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from pydantic import BaseModel
 
 from selfalign.config import RunConfig, TrainingConfig, validate_params
@@ -25,11 +26,13 @@ from selfalign.errors import InputError
 from selfalign.evaluation.metrics import accuracy_by_difficulty, maj_at_k, pass_at_k
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import Policy, load_policy, resolve_model_path
+from selfalign.models.reward import RewardModel, load_reward_model
 from selfalign.pairs import load_pairs
 from selfalign.records import read_jsonl, write_jsonl
 from selfalign.run import Run
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.pairwise import train_pairwise
+from selfalign.training.reward import pair_accuracy
 from selfalign.training.trainer import train_sft
 
 Fit = Callable[..., list[dict]]  # (policy, records, training cfg, out dir, seed=, steps=, desc=) -> log
@@ -58,6 +61,9 @@ class Loop:
     def load(self, model: str, trainable: bool = False) -> Policy:
         # LoRA adapters are added only to a model about to be trained from a full checkpoint.
         return load_policy(model, lora=self.cfg.model.lora if trainable else None, dtype=self.cfg.model.dtype)
+
+    def load_reward_model(self, model: str, trainable: bool = False) -> RewardModel:
+        return load_reward_model(model, lora=self.cfg.model.lora if trainable else None, dtype=self.cfg.model.dtype)
 
     def model_name(self, model: str) -> str:
         """How provenance names a model: relative to the run when it is one of the run's checkpoints."""
@@ -134,11 +140,18 @@ class Loop:
 
     # -- training -----------------------------------------------------------------------------
     def train(
-        self, round: int, init: str, records: list[dict], steps: int | None = None, fit: Fit | None = None
+        self,
+        round: int,
+        init: str,
+        records: list[dict],
+        steps: int | None = None,
+        fit: Fit | None = None,
+        load: Callable[..., Policy] | None = None,
     ) -> str:
         """Stage `round-XXX/train`: write train.jsonl, fine-tune `init` on it, return the checkpoint path.
 
-        `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs).
+        `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs) and `load` how
+        `init` is loaded (a causal LM by default; `load_reward_model` for a reward model).
         """
         rd = self.run.path(round_dir(round))
         ckpt = rd / "checkpoint"
@@ -148,7 +161,7 @@ class Loop:
         def work() -> dict:
             if self.run.state.is_main_process:
                 write_jsonl(rd / "train.jsonl", records)
-            policy = self.load(init, trainable=True)
+            policy = (load or self.load)(init, trainable=True)
             log = (fit or train_sft)(
                 policy, records, self.cfg.training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage
             )
@@ -183,6 +196,24 @@ class Loop:
         for reason, count in summary.get("skipped", {}).items():
             print(f"{source}: skipped {count} pairs ({reason})")
         return read_jsonl(path)
+
+    def evaluate_pairs(self, round: int, model: str, pairs: list[dict], **extra: Any) -> dict:
+        """Stage `round-XXX/pair_eval`: a reward model's accuracy on held-out preference pairs."""
+        stage = f"{round_dir(round)}/pair_eval"
+        path = self.run.path(round_dir(round), "pair_eval.jsonl")
+
+        def work() -> dict:
+            torch.manual_seed(self.run.seed(stage))  # a fresh reward head is drawn reproducibly
+            accuracy, rows = pair_accuracy(self.load_reward_model(model), pairs)
+            write_jsonl(path, rows)
+            return {"pairs": len(rows), "accuracy": accuracy}
+
+        summary = self.run.stage(stage, work)
+        metrics = {"round": round, "model": self.model_name(model), "accuracy": {"held-out pairs": summary["accuracy"]}}
+        metrics.update(extra)
+        self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
+        self.run.write_metrics(self.metric_rows)
+        return metrics
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, round: int, model: str, **extra: Any) -> dict:

@@ -4,35 +4,78 @@
         sample K responses per prompt from M_{t-1}
         score them; the best per prompt joins the pool, replacing a worse one from an earlier round
         M_t = finetune(init, pool)
-The scorer is any `Scorer`: here the task checker; a reward model plugs in the same way.
+The scorer is any `Scorer`: the task checker by default, or reward models (one, a weighted sum,
+or Llama 2's safety-gated pair of helpfulness and safety RMs).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from selfalign.config import Strict
+from pydantic import Field, model_validator
+
+from selfalign.config import RunConfig, Strict, validate_params
+from selfalign.models.loading import resolve_model_path
 from selfalign.recipes.loop import Loop
 from selfalign.recipes.star import sft_record
-from selfalign.scoring.base import CheckerScorer
+from selfalign.scoring.base import CheckerScorer, Scorer
+from selfalign.scoring.reward import LinearCombination, RewardModelScorer, SafetyGatedCombination
+from selfalign.tasks.base import Task
 
 SUMMARY = "Rejection sampling (Llama 2): best of K by a scorer becomes the SFT target, pooled across rounds."
+
+
+class RewardModelSpec(Strict):
+    path: str = Field(description="a trained reward model directory (e.g. a `reward` run's round-001/checkpoint)")
+    weight: float = Field(1.0, description="weight in a linear combination")
+    role: Literal["helpfulness", "safety"] = Field("helpfulness", description="its role in the safety gate")
 
 
 class RejectionParams(Strict):
     rounds: int = Field(2, gt=0)
     k: int = Field(8, gt=0, description="samples per prompt")
     temperature: float | None = Field(None, ge=0, description="sampling temperature (default: sampling.temperature)")
-    min_score: float | None = Field(0.5, description="drop best samples scoring below this (None keeps all)")
+    min_score: float | None = Field(
+        None,
+        description="drop best samples scoring below this; default 0.5 with the checker (correct only), none with RMs",
+    )
+    reward_models: list[RewardModelSpec] = Field(default_factory=list, description="empty: score with the task checker")
+    combine: Literal["linear", "safety_gated"] = Field("linear", description="how several reward models combine")
+    safety_threshold: float = Field(0.15, gt=0, lt=1, description="Llama 2's gate on sigmoid(safety reward)")
     from_base: bool = Field(True, description="train the base model on the pool each round; false continues")
+
+    @model_validator(mode="after")
+    def _gate_needs_both_roles(self) -> RejectionParams:
+        roles = sorted(m.role for m in self.reward_models)
+        if self.combine == "safety_gated" and roles != ["helpfulness", "safety"]:
+            raise ValueError(f"safety_gated needs one helpfulness and one safety reward model, got roles {roles}")
+        return self
 
 
 PARAMS = RejectionParams
 
 
+def validate(cfg: RunConfig, task: Task) -> None:
+    for m in validate_params(PARAMS, cfg).reward_models:
+        resolve_model_path(m.path)
+
+
+def make_scorer(loop: Loop, p: RejectionParams) -> Scorer:
+    if not p.reward_models:
+        return CheckerScorer(loop.task)
+    scorers = [RewardModelScorer(loop.load_reward_model(m.path)) for m in p.reward_models]
+    if p.combine == "safety_gated":
+        by_role = {m.role: s for m, s in zip(p.reward_models, scorers)}
+        return SafetyGatedCombination(by_role["helpfulness"], by_role["safety"], p.safety_threshold)
+    if len(scorers) == 1:
+        return scorers[0]
+    return LinearCombination(scorers, [m.weight for m in p.reward_models])
+
+
 def run(loop: Loop) -> None:
     p = loop.params(PARAMS)
-    scorer = CheckerScorer(loop.task)
+    scorer = make_scorer(loop, p)
+    min_score = p.min_score if p.min_score is not None or p.reward_models else 0.5
     base = model = loop.base
     loop.evaluate(0, model)
     pool: dict[str, tuple[float, dict]] = {}
@@ -42,7 +85,7 @@ def run(loop: Loop) -> None:
         samples = loop.sample(t, "samples", model, problems, n=p.k, temperature=p.temperature, filter=f"best-of-{p.k}")
         scores = scorer.score([by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples])
         for r, s in zip(samples, scores):
-            if (p.min_score is None or s >= p.min_score) and s > pool.get(r["problem_id"], (float("-inf"),))[0]:
+            if (min_score is None or s >= min_score) and s > pool.get(r["problem_id"], (float("-inf"),))[0]:
                 pool[r["problem_id"]] = (
                     s,
                     {**r, "provenance": {**r["provenance"], "scorer": scorer.name, "score": s}},
