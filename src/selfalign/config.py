@@ -89,6 +89,9 @@ class TrainingConfig(Strict):
         "auto", description="auto = bf16 where the hardware supports it"
     )
     log_every: int = Field(10, gt=0)
+    group_by_length: bool = Field(
+        True, description="batch examples of similar length together (less padding, same data per epoch)"
+    )
 
 
 class PreferenceConfig(Strict):

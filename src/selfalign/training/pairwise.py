@@ -47,6 +47,11 @@ def concatenated_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tens
     return (*logps.chunk(2), *tokens.chunk(2))
 
 
+def pair_length(x: dict) -> int:
+    """Chosen and rejected are padded together, so a pair costs its longer side."""
+    return max(len(x["chosen"]["input_ids"]), len(x["rejected"]["input_ids"]))
+
+
 @contextmanager
 def reference_of(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """The model as its own reference: adapters disabled under peft, itself otherwise (before training)."""
@@ -65,9 +70,10 @@ def precompute_reference(policy: Policy, data: list[dict], batch_size: int) -> N
     device = next(policy.model.parameters()).device
     was_training = policy.model.training
     policy.model.eval()
+    by_length = sorted(data, key=pair_length)  # one pass in length order: almost no padding
     with reference_of(policy.model) as ref:
-        for i in range(0, len(data), batch_size):
-            chunk = data[i : i + batch_size]
+        for i in range(0, len(by_length), batch_size):
+            chunk = by_length[i : i + batch_size]
             batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
             chosen, rejected, _, _ = concatenated_logps(ref, batch)
             for x, c, r in zip(chunk, chosen.tolist(), rejected.tolist()):
@@ -154,6 +160,7 @@ def train_pairwise(
         seed,
         steps,
         desc,
+        lengths=[pair_length(x) for x in data],
     )
     finish(policy, out_dir, log)
     return log

@@ -11,6 +11,7 @@ from selfalign.models.reward import RewardModel, scalar_rewards
 from selfalign.pairs import llama2_margin
 from selfalign.training.collate import encode_sft, pad_right
 from selfalign.training.objectives import bradley_terry_loss
+from selfalign.training.pairwise import pair_length
 from selfalign.training.trainer import Batch, finish, train_loop
 
 
@@ -52,7 +53,15 @@ def train_reward(
         return loss, {"accuracy": (diff > 0).float().mean(), "margin": diff.mean()}
 
     rm.model, log = train_loop(
-        rm.model, data, lambda b: collate_reward_pairs(b, pad_id), compute_loss, cfg, seed, steps, desc
+        rm.model,
+        data,
+        lambda b: collate_reward_pairs(b, pad_id),
+        compute_loss,
+        cfg,
+        seed,
+        steps,
+        desc,
+        lengths=[pair_length(x) for x in data],
     )
     finish(rm, out_dir, log)
     return log

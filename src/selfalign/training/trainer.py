@@ -61,10 +61,13 @@ def train_loop(
     seed: int = 0,
     steps: int | None = None,
     desc: str = "training",
+    lengths: list[int] | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """The one optimisation loop: shuffled epochs, grad accumulation, warmup schedule, clipping, logging.
 
-    Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics).
+    With `lengths` (padded length of each example) and cfg.group_by_length, batches hold examples of
+    similar length, so less compute is spent on padding. Returns the unwrapped model (in eval mode)
+    and the per-step log (loss, lr, grad_norm, metrics).
     """
     if not data:
         raise ValueError("no training records")
@@ -74,14 +77,15 @@ def train_loop(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
     set_seed(seed)
-    loader = DataLoader(
-        data,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(data) >= cfg.batch_size * accelerator.num_processes,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    generator = torch.Generator().manual_seed(seed)
+    drop_last = len(data) >= cfg.batch_size * accelerator.num_processes
+    if cfg.group_by_length and lengths is not None:
+        sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, generator, drop_last)
+        loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate)
+    else:
+        loader = DataLoader(
+            data, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, collate_fn=collate, generator=generator
+        )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -132,6 +136,30 @@ def train_loop(
     return model, log
 
 
+class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Shuffled batches of similar-length examples (HF `group_by_length`): each epoch shuffles, sorts
+    within mega-batches of 50 batches, cuts batches, and shuffles the batch order."""
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator, drop_last: bool):
+        self.lengths, self.batch_size, self.generator, self.drop_last = lengths, batch_size, generator, drop_last
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        mega = 50 * self.batch_size
+        batches = []
+        for i in range(0, len(order), mega):
+            group = sorted(order[i : i + mega], key=lambda j: -self.lengths[j])
+            batches += [group[k : k + self.batch_size] for k in range(0, len(group), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+    def __len__(self) -> int:
+        n = len(self.lengths) // self.batch_size
+        return n if self.drop_last else n + bool(len(self.lengths) % self.batch_size)
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -159,7 +187,15 @@ def train_sft(
         return objective(out.logits, batch["labels"]), {}
 
     policy.model, log = train_loop(
-        policy.model, data, lambda b: pad_right(b, pad_id), compute_loss, cfg, seed, steps, desc
+        policy.model,
+        data,
+        lambda b: pad_right(b, pad_id),
+        compute_loss,
+        cfg,
+        seed,
+        steps,
+        desc,
+        lengths=[len(x["input_ids"]) for x in data],
     )
     finish(policy, out_dir, log)
     return log
