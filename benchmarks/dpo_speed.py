@@ -2,7 +2,9 @@
 
 Same model weights, tokenizer, pairs (the gold-reward testbed's), batch size, steps, lr and beta;
 sigmoid loss; fp32 on CPU. Each configuration runs in its own subprocess, so its peak RSS is its own.
-Timing covers everything from raw pairs to the last optimizer step (tokenization, reference
+Our trainer batches pairs of similar length (`training.group_by_length`, on by default); TRL 1.16's
+DPOTrainer cannot (HF's length-grouped sampler needs an `input_ids` or `length` column, which its
+tokenized dataset drops), so it pads every batch to its longest pair. Timing covers everything from raw pairs to the last optimizer step (tokenization, reference
 log-probs, training); model loading is excluded. samples/s = steps x batch size / seconds.
 
     python benchmarks/dpo_speed.py [--steps 100] [--batch-size 32] [--hidden 256 --layers 4]
@@ -25,7 +27,6 @@ CONFIGS = {
     "selfalign (frozen reference model)": ("ours", "model"),
     "TRL DPOTrainer (default: reference model)": ("trl", "model"),
     "TRL DPOTrainer (precompute_ref_log_probs)": ("trl", "precompute"),
-    "TRL DPOTrainer (group_by_length)": ("trl", "grouped"),
 }
 
 
@@ -73,8 +74,6 @@ def one(args: argparse.Namespace) -> dict:
         import trl
 
         ref = None if args.reference == "precompute" else load_policy(args.model, dtype="float32").model
-        if args.reference == "grouped":  # HF's length-grouped sampler, reading a `length` column
-            pairs = [{**p, "length": len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"]))} for p in pairs]
         with tempfile.TemporaryDirectory() as tmp:
             targs = trl.DPOConfig(
                 output_dir=tmp,
@@ -123,7 +122,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4, help="its depth")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--impl", choices=["ours", "trl"], help=argparse.SUPPRESS)
-    ap.add_argument("--reference", choices=["precompute", "model", "grouped"], help=argparse.SUPPRESS)
+    ap.add_argument("--reference", choices=["precompute", "model"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
