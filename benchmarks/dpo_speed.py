@@ -4,8 +4,9 @@ Same model weights, tokenizer, pairs (the gold-reward testbed's), batch size, st
 sigmoid loss; fp32 on CPU. Each configuration runs in its own subprocess, so its peak RSS is its own.
 Our trainer batches pairs of similar length (`training.group_by_length`, on by default); TRL 1.16's
 DPOTrainer cannot (HF's length-grouped sampler needs an `input_ids` or `length` column, which its
-tokenized dataset drops), so it pads every batch to its longest pair. Timing covers everything from raw pairs to the last optimizer step (tokenization, reference
-log-probs, training); model loading is excluded. samples/s = steps x batch size / seconds.
+tokenized dataset drops), so it pads every batch to its longest pair. Timing covers everything
+from raw pairs to the last optimizer step (tokenization, reference log-probs, training); model
+loading is excluded. samples/s = steps x batch size / seconds.
 
     python benchmarks/dpo_speed.py [--steps 100] [--batch-size 32] [--hidden 256 --layers 4]
 """
