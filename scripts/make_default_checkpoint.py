@@ -56,6 +56,7 @@ def main() -> None:
         scheduler="cosine",
         weight_decay=0.01,
         log_every=50,
+        group_by_length=False,
     )
     from selfalign.training.trainer import train_sft
 

@@ -38,7 +38,9 @@ def main() -> None:
     records = task.sft_records(args.examples, seed=args.seed)
     tokenizer = char_tokenizer(ALPHABET)
     policy = Policy(model=tiny_llama(tokenizer, hidden=64, layers=2, heads=4), tokenizer=tokenizer, source="scratch")
-    cfg = TrainingConfig(lr=3e-3, steps=args.steps, batch_size=64, warmup_ratio=0.05, scheduler="cosine")
+    cfg = TrainingConfig(
+        lr=3e-3, steps=args.steps, batch_size=64, warmup_ratio=0.05, scheduler="cosine", group_by_length=False
+    )
     train_sft(policy, records, cfg, args.out, seed=args.seed, desc="pretraining letters-sft")
     print(f"saved {sum(p.numel() for p in policy.model.parameters()):,} parameters to {args.out}")
 
