@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from selfalign.config import PreferenceConfig, TrainingConfig
 from selfalign.models.loading import Policy
 from selfalign.training import objectives as obj
 from selfalign.training.collate import encode_sft, pad_right
-from selfalign.training.trainer import Batch, finish, train_loop
+from selfalign.training.trainer import Batch, train_and_save
 
 
 def encode_pair(policy: Policy, pair: dict, max_length: int | None = None) -> dict:
@@ -151,16 +152,6 @@ def train_pairwise(
             "length/rejected": n_r.float().mean(),
         }
 
-    policy.model, log = train_loop(
-        policy.model,
-        data,
-        lambda b: collate_pairs(b, pad_id, pref.label_smoothing),
-        compute_loss,
-        cfg,
-        seed,
-        steps,
-        desc,
-        lengths=[pair_length(x) for x in data],
-    )
-    finish(policy, out_dir, log)
-    return log
+    collate = partial(collate_pairs, pad_id=pad_id, label_smoothing=pref.label_smoothing)
+    lengths = [pair_length(x) for x in data]
+    return train_and_save(policy, data, collate, compute_loss, cfg, out_dir, seed, steps, desc, lengths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from selfalign.pairs import llama2_margin
 from selfalign.training.collate import encode_sft, pad_right
 from selfalign.training.objectives import bradley_terry_loss
 from selfalign.training.pairwise import pair_length
-from selfalign.training.trainer import Batch, finish, train_loop
+from selfalign.training.trainer import Batch, train_and_save
 
 
 def collate_reward_pairs(batch: list[dict], pad_id: int) -> Batch:
@@ -52,19 +53,9 @@ def train_reward(
         diff = (chosen - rejected).detach()
         return loss, {"accuracy": (diff > 0).float().mean(), "margin": diff.mean()}
 
-    rm.model, log = train_loop(
-        rm.model,
-        data,
-        lambda b: collate_reward_pairs(b, pad_id),
-        compute_loss,
-        cfg,
-        seed,
-        steps,
-        desc,
-        lengths=[pair_length(x) for x in data],
-    )
-    finish(rm, out_dir, log)
-    return log
+    collate = partial(collate_reward_pairs, pad_id=pad_id)
+    lengths = [pair_length(x) for x in data]
+    return train_and_save(rm, data, collate, compute_loss, cfg, out_dir, seed, steps, desc, lengths)
 
 
 def pair_accuracy(rm: RewardModel, pairs: list[dict]) -> tuple[float, list[dict]]:

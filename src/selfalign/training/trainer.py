@@ -186,27 +186,31 @@ def train_sft(
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return objective(out.logits, batch["labels"]), {}
 
-    policy.model, log = train_loop(
-        policy.model,
-        data,
-        lambda b: pad_right(b, pad_id),
-        compute_loss,
-        cfg,
-        seed,
-        steps,
-        desc,
-        lengths=[len(x["input_ids"]) for x in data],
+    lengths = [len(x["input_ids"]) for x in data]
+    return train_and_save(
+        policy, data, lambda b: pad_right(b, pad_id), compute_loss, cfg, out_dir, seed, steps, desc, lengths
     )
-    finish(policy, out_dir, log)
-    return log
 
 
-def finish(policy: Policy, out_dir: str | Path | None, log: list[dict]) -> None:
-    """Save the trained policy from the main process only, then let every rank continue."""
+def train_and_save(
+    policy: Policy,
+    data: list[dict],
+    collate: Callable[[list[dict]], Batch],
+    compute_loss: LossFn,
+    cfg: TrainingConfig,
+    out_dir: str | Path | None,
+    seed: int,
+    steps: int | None,
+    desc: str,
+    lengths: list[int],
+) -> list[dict]:
+    """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`."""
+    policy.model, log = train_loop(policy.model, data, collate, compute_loss, cfg, seed, steps, desc, lengths)
     if out_dir is not None and is_main_process():
         save_checkpoint(policy, out_dir, log)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+    return log
 
 
 def save_checkpoint(policy: Policy, out_dir: str | Path, log: list[dict] | None = None) -> None:
