@@ -110,6 +110,21 @@ class PreferenceConfig(Strict):
     )
 
 
+class RefinementConfig(Strict):
+    """SPA self-refinement; see selfalign.training.spa."""
+
+    alpha: float = Field(0.1, ge=0, lt=1, description="label smoothing given to low-confidence pairs")
+    quantile: float = Field(0.1, gt=0, lt=1, description="share of pairs treated as low-confidence (K%)")
+    threshold: Literal["rolling", "global"] = Field(
+        "rolling",
+        description="rolling = percentile of the last `window` confidences (official code); "
+        "global = percentile of every confidence seen so far in training",
+    )
+    window: int = Field(50, gt=1, description="rolling window length, in pairs")
+    warmup: float = Field(0.2, ge=0, le=1, description="share of steps before smoothing switches on")
+    lam: float = Field(0.0, ge=0, description="DND logit extrapolation lambda (0 = off)")
+
+
 class EvalConfig(Strict):
     k: int = Field(1, gt=0, description="samples per eval prompt; >1 adds pass@k and maj@k")
     temperature: float = Field(0.0, ge=0, description="0 = greedy accuracy")

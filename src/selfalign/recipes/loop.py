@@ -30,6 +30,7 @@ from selfalign.models.reward import RewardModel, load_reward_model
 from selfalign.pairs import load_pairs
 from selfalign.records import read_jsonl, write_jsonl
 from selfalign.run import Run
+from selfalign.scoring.base import Scorer
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.reward import pair_accuracy
@@ -195,6 +196,48 @@ class Loop:
         summary = self.run.stage(stage, work)
         for reason, count in summary.get("skipped", {}).items():
             print(f"{source}: skipped {count} pairs ({reason})")
+        return read_jsonl(path)
+
+    def judge(self, round: int, samples: list[dict], problems: list[Problem], scorer: Scorer) -> list[dict]:
+        """Stage `round-XXX/pairs`: each prompt's highest- and lowest-scored distinct samples become a
+        pair with confidence sigma(r_w - r_l) (SPA's min_max). Where the task has a gold reward the pair
+        records whether gold agrees (None on a gold tie), which scores the judge, never the training."""
+        stage = f"{round_dir(round)}/pairs"
+        path = self.run.path(round_dir(round), "pairs.jsonl")
+
+        def work() -> dict:
+            by_id = {p.id: p for p in problems}
+            scores = scorer.score([by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples])
+            groups: dict[str, list[tuple[float, dict]]] = {}
+            for r, sc in zip(samples, scores):
+                groups.setdefault(r["problem_id"], []).append((sc, r))
+            pairs = []
+            for pid, group in groups.items():
+                group.sort(key=lambda x: -x[0])
+                (r_w, w), (r_l, lose) = group[0], group[-1]
+                if w["completion"] == lose["completion"]:
+                    continue  # no preference between identical responses
+                gold = None if w["reward"] == lose["reward"] else w["reward"] > lose["reward"]
+                pairs.append(
+                    {
+                        "id": pid,
+                        "prompt": w["prompt"],
+                        "chosen": w["completion"],
+                        "rejected": lose["completion"],
+                        "confidence": 1 / (1 + math.exp(-(r_w - r_l))),
+                        "gold_agrees": gold,
+                        "provenance": {**w["provenance"], "stage": stage, "judge": scorer.name},
+                    }
+                )
+            write_jsonl(path, pairs)
+            judged = [p["gold_agrees"] for p in pairs if p["gold_agrees"] is not None]
+            return {
+                "pairs": len(pairs),
+                "judge": scorer.name,
+                "annotation_accuracy": sum(judged) / len(judged) if judged else None,
+            }
+
+        self.run.stage(stage, work)
         return read_jsonl(path)
 
     def evaluate_pairs(self, round: int, model: str, pairs: list[dict], **extra: Any) -> dict:

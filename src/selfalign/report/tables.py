@@ -16,6 +16,7 @@ SCALARS = (
     ("mean tokens", "mean_tokens", "{:.1f}"),
     ("train records", "train_records", "{}"),
     ("train pairs", "train_pairs", "{}"),
+    ("annotation accuracy", "annotation_accuracy", "{:.1%}"),
 )
 
 
@@ -28,7 +29,7 @@ def columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         [
             str(r["round"]),
             *(f"{100 * r['accuracy'][d]:.1f}%" if d in r["accuracy"] else "-" for d in difficulties),
-            *(f.format(r[k]) if k in r else "" for _, k, f in scalars),
+            *(f.format(r[k]) if r.get(k) is not None else "" for _, k, f in scalars),
         ]
         for r in rows
     ]

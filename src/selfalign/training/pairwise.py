@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from selfalign.config import PreferenceConfig, TrainingConfig
+from selfalign.config import PreferenceConfig, RefinementConfig, TrainingConfig
 from selfalign.models.loading import Policy
 from selfalign.training import objectives as obj
 from selfalign.training.collate import encode_sft, pad_right
+from selfalign.training.spa import Refiner
 from selfalign.training.trainer import Batch, train_and_save
 
 
@@ -41,11 +42,19 @@ def collate_pairs(batch: list[dict], pad_id: int, label_smoothing: float = 0.0) 
     return out
 
 
-def concatenated_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, ...]:
-    """(chosen logps, rejected logps, chosen tokens, rejected tokens), each [B], from one forward pass."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps, tokens = obj.sequence_logprobs(logits, batch["labels"])
+def forward_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def split_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(chosen logps, rejected logps, chosen tokens, rejected tokens), each [B], from concatenated rows."""
+    logps, tokens = obj.sequence_logprobs(logits, labels)
     return (*logps.chunk(2), *tokens.chunk(2))
+
+
+def concatenated_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, ...]:
+    """split_logps of one forward pass over chosen and rejected together."""
+    return split_logps(model(**forward_inputs(batch)).logits, batch["labels"])
 
 
 def pair_length(x: dict) -> int:
@@ -113,33 +122,48 @@ def train_pairwise(
     steps: int | None = None,
     max_length: int | None = None,
     desc: str = "preference training",
+    refinement: RefinementConfig | None = None,
 ) -> list[dict]:
     """Train `policy` on prompt/chosen/rejected records (optional per-pair `epsilon`); save to `out_dir`.
 
+    With `refinement` (SPA, sigmoid loss only) the least-confident pairs of each batch get label
+    smoothing; confidence needs the reference's logits, so the reference runs every step.
     Logs per step: loss, reward accuracy and margin (implicit rewards beta x log-ratio), chosen and
     rejected log-probs, and mean chosen/rejected response length in tokens.
     """
+    if refinement is not None and pref.loss != "sigmoid":
+        raise ValueError("SPA refinement is defined for the sigmoid (DPO) loss only")
     data = [encode_pair(policy, p, max_length) for p in pairs]
     frozen = None
-    if pref.reference == "precompute":
+    if pref.reference == "precompute" and refinement is None:
         precompute_reference(policy, data, cfg.batch_size)
     elif not hasattr(policy.model, "disable_adapter"):
         frozen = copy.deepcopy(policy.model).eval().requires_grad_(False)
     pad_id = policy.tokenizer.pad_token_id
+    refiner = None
+    if refinement is not None:
+        refiner = Refiner(refinement, pref.beta, (steps or cfg.steps) * cfg.grad_accum)
 
-    def reference_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if "ref_chosen" in batch:
-            return batch["ref_chosen"], batch["ref_rejected"]
-        with torch.no_grad():
-            if frozen is not None:
-                return concatenated_logps(frozen.to(batch["input_ids"].device), batch)[:2]
-            with reference_of(model) as ref:
-                return concatenated_logps(ref, batch)[:2]
+    @torch.no_grad()
+    def reference_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        if frozen is not None:
+            return frozen.to(batch["input_ids"].device)(**forward_inputs(batch)).logits
+        with reference_of(model) as ref:
+            return ref(**forward_inputs(batch)).logits
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        chosen, rejected, n_c, n_r = concatenated_logps(model, batch)
-        ref_c, ref_r = reference_logps(model, batch)
-        losses = preference_loss(pref, chosen, rejected, ref_c, ref_r, n_c, n_r, batch["epsilon"])
+        logits = model(**forward_inputs(batch)).logits
+        chosen, rejected, n_c, n_r = split_logps(logits, batch["labels"])
+        extra, epsilon = {}, batch["epsilon"]
+        if "ref_chosen" in batch:
+            ref_c, ref_r = batch["ref_chosen"], batch["ref_rejected"]
+        else:
+            ref_logits = reference_logits(model, batch)
+            ref_c, ref_r, _, _ = split_logps(ref_logits, batch["labels"])
+            if refiner is not None:
+                epsilon = refiner.epsilon(refiner.confidence(logits, ref_logits, batch["labels"], ref_c, ref_r))
+                extra["spa/smoothed"] = (epsilon > 0).float().mean()
+        losses = preference_loss(pref, chosen, rejected, ref_c, ref_r, n_c, n_r, epsilon)
         reward_c, reward_r = pref.beta * (chosen - ref_c).detach(), pref.beta * (rejected - ref_r).detach()
         return losses.mean(), {
             "rewards/accuracy": (reward_c > reward_r).float().mean(),
@@ -150,6 +174,7 @@ def train_pairwise(
             "logps/rejected": rejected.detach().mean(),
             "length/chosen": n_c.float().mean(),
             "length/rejected": n_r.float().mean(),
+            **extra,
         }
 
     collate = partial(collate_pairs, pad_id=pad_id, label_smoothing=pref.label_smoothing)
