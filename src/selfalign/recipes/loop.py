@@ -280,10 +280,11 @@ class Loop:
                     maj_at_k([r["answer"] for r in g], g[0]["gold"], e.k) for g in groups
                 ) / len(groups)
         metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
-        metrics["gold_reward"] = sum(r["reward"] for r in rows) / max(1, len(rows))
-        if round > 0:
-            start = read_jsonl(self.run.path(round_dir(0), "eval.jsonl"))
-            metrics["win_rate"] = win_rate(rows, start)
+        if getattr(self.task, "graded", False):  # a real-valued gold reward, not just correctness
+            metrics["gold_reward"] = sum(r["reward"] for r in rows) / max(1, len(rows))
+            if round > 0:
+                start = read_jsonl(self.run.path(round_dir(0), "eval.jsonl"))
+                metrics["win_rate"] = win_rate(rows, start)
         metrics.update(extra)
         self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
         self.run.write_metrics(self.metric_rows)

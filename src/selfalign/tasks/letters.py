@@ -59,6 +59,7 @@ def gold_pair(prompt: str, rng: random.Random) -> dict:
 
 class LettersTask:
     name = "letters"
+    graded = True  # Check.reward is the hidden gold reward: evaluations report it and the win rate
 
     def __init__(self, cfg: LettersTaskConfig):
         self.cfg = cfg
