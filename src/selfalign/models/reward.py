@@ -16,20 +16,10 @@ from selfalign.models.loading import Policy, add_lora, resolve_model_path
 class RewardModel(Policy):
     """Same prompt formatting as a Policy; `model` is a sequence-classification model with one label."""
 
-    @torch.no_grad()
     def rewards(self, prompts: list[str], completions: list[str], batch_size: int = 256) -> list[float]:
-        from selfalign.training.collate import encode_sft, pad_right
+        from selfalign.training.collate import score_completions
 
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        out: list[float] = []
-        for i in range(0, len(prompts), batch_size):
-            rows = [
-                encode_sft(self, p, c) for p, c in zip(prompts[i : i + batch_size], completions[i : i + batch_size])
-            ]
-            batch = pad_right(rows, self.tokenizer.pad_token_id)
-            out += scalar_rewards(self.model, {k: v.to(device) for k, v in batch.items()}).tolist()
-        return out
+        return score_completions(self, prompts, completions, scalar_rewards, batch_size)
 
 
 def scalar_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -34,6 +34,7 @@ from selfalign.scoring.base import Scorer
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.reward import pair_accuracy
+from selfalign.training.spa import judge_pair
 from selfalign.training.trainer import train_sft
 
 Fit = Callable[..., list[dict]]  # (policy, records, training cfg, out dir, seed=, steps=, desc=) -> log
@@ -211,31 +212,26 @@ class Loop:
             groups: dict[str, list[tuple[float, dict]]] = {}
             for r, sc in zip(samples, scores):
                 groups.setdefault(r["problem_id"], []).append((sc, r))
+            ranked = [sorted(g, key=lambda x: -x[0]) for g in groups.values()]  # stable: ties keep sample order
+            ends = [(g[0], g[-1]) for g in ranked]
+            ends = [(w, lose) for w, lose in ends if w[1]["completion"] != lose[1]["completion"]]  # no preference
+            _, confidence = judge_pair(torch.tensor([w[0] for w, _ in ends]), torch.tensor([lo[0] for _, lo in ends]))
             pairs = []
-            for pid, group in groups.items():
-                group.sort(key=lambda x: -x[0])
-                (r_w, w), (r_l, lose) = group[0], group[-1]
-                if w["completion"] == lose["completion"]:
-                    continue  # no preference between identical responses
+            for ((_, w), (_, lose)), p in zip(ends, confidence.tolist()):
                 gold = None if w["reward"] == lose["reward"] else w["reward"] > lose["reward"]
                 pairs.append(
                     {
-                        "id": pid,
+                        "id": w["problem_id"],
                         "prompt": w["prompt"],
                         "chosen": w["completion"],
                         "rejected": lose["completion"],
-                        "confidence": 1 / (1 + math.exp(-(r_w - r_l))),
+                        "confidence": p,
                         "gold_agrees": gold,
                         "provenance": {**w["provenance"], "stage": stage, "judge": scorer.name},
                     }
                 )
             write_jsonl(path, pairs)
-            judged = [p["gold_agrees"] for p in pairs if p["gold_agrees"] is not None]
-            return {
-                "pairs": len(pairs),
-                "judge": scorer.name,
-                "annotation_accuracy": sum(judged) / len(judged) if judged else None,
-            }
+            return {"pairs": len(pairs), "judge": scorer.name, "annotation_accuracy": annotation_accuracy(pairs)}
 
         self.run.stage(stage, work)
         return read_jsonl(path)
@@ -253,10 +249,7 @@ class Loop:
 
         summary = self.run.stage(stage, work)
         metrics = {"round": round, "model": self.model_name(model), "accuracy": {"held-out pairs": summary["accuracy"]}}
-        metrics.update(extra)
-        self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
-        self.run.write_metrics(self.metric_rows)
-        return metrics
+        return self._record(metrics, extra)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, round: int, model: str, **extra: Any) -> dict:
@@ -285,8 +278,12 @@ class Loop:
             if round > 0:
                 start = read_jsonl(self.run.path(round_dir(0), "eval.jsonl"))
                 metrics["win_rate"] = win_rate(rows, start)
+        return self._record(metrics, extra)
+
+    def _record(self, metrics: dict, extra: dict) -> dict:
+        """Add `extra` to the round's metrics row, replace any earlier row of that round, rewrite metrics.jsonl."""
         metrics.update(extra)
-        self.metric_rows = [r for r in self.metric_rows if r["round"] != round] + [metrics]
+        self.metric_rows = [r for r in self.metric_rows if r["round"] != metrics["round"]] + [metrics]
         self.run.write_metrics(self.metric_rows)
         return metrics
 
@@ -300,6 +297,12 @@ def load_preference_source(task: Task, source: str) -> tuple[list[dict], Counter
             )
         return task.pairs(source), Counter()
     return load_pairs(source)
+
+
+def annotation_accuracy(pairs: list[dict]) -> float | None:
+    """Share of judged pairs whose label gold agrees with (gold ties left out); None when none can be scored."""
+    judged = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
+    return sum(judged) / len(judged) if judged else None
 
 
 def win_rate(rows: list[dict], baseline: list[dict]) -> float:

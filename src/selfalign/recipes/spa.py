@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from selfalign.config import RefinementConfig, RunConfig, Strict, validate_params
 from selfalign.errors import InputError
 from selfalign.models.loading import resolve_model_path
-from selfalign.recipes.loop import Loop
+from selfalign.recipes.loop import Loop, annotation_accuracy
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.implicit import ImplicitRewardScorer
 from selfalign.scoring.reward import RewardModelScorer
@@ -81,11 +81,6 @@ def make_judge(loop: Loop, p: SpaParams, model: str, previous: str) -> Scorer:
         return RewardModelScorer(loop.load_reward_model(p.judge_model))
     reference = loop.base if p.judge_reference == "sft" else previous
     return ImplicitRewardScorer(loop.load(model), loop.load(reference), loop.cfg.preference.beta)
-
-
-def annotation_accuracy(pairs: list[dict]) -> float | None:
-    judged = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
-    return sum(judged) / len(judged) if judged else None
 
 
 def run(loop: Loop) -> None:

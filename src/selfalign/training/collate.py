@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from selfalign.models.loading import Policy
@@ -26,3 +28,26 @@ def pad_right(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :n] = torch.tensor(x["labels"])
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+@torch.no_grad()
+def score_completions(
+    policy: Policy,
+    prompts: list[str],
+    completions: list[str],
+    score_batch: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    batch_size: int = 256,
+) -> list[float]:
+    """One number per (prompt, completion): `score_batch(model, padded batch)` -> [B], run in
+    length-sorted batches (little padding) and returned in input order."""
+    device = next(policy.model.parameters()).device
+    policy.model.eval()
+    rows = [encode_sft(policy, p, c) for p, c in zip(prompts, completions)]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    out = [0.0] * len(rows)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in pad_right([rows[j] for j in idx], policy.tokenizer.pad_token_id).items()}
+        for j, v in zip(idx, score_batch(policy.model, batch).tolist()):
+            out[j] = v
+    return out

@@ -32,6 +32,11 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     return logp.sum(-1), mask.sum(-1)
 
 
+def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO's implicit reward beta [log pi(y|x) - log pi_ref(y|x)] on summed completion log-probs."""
+    return beta * (policy_logps - ref_logps)
+
+
 # Preference objectives. Inputs are per-pair tensors [B]: log-ratios log pi(y)/pi_ref(y) summed over
 # completion tokens, rewards, or margins. Each returns the per-pair loss [B]; trainers take the mean.
 

@@ -164,7 +164,8 @@ def train_pairwise(
                 epsilon = refiner.epsilon(refiner.confidence(logits, ref_logits, batch["labels"], ref_c, ref_r))
                 extra["spa/smoothed"] = (epsilon > 0).float().mean()
         losses = preference_loss(pref, chosen, rejected, ref_c, ref_r, n_c, n_r, epsilon)
-        reward_c, reward_r = pref.beta * (chosen - ref_c).detach(), pref.beta * (rejected - ref_r).detach()
+        reward_c = obj.implicit_reward(chosen, ref_c, pref.beta).detach()
+        reward_r = obj.implicit_reward(rejected, ref_r, pref.beta).detach()
         return losses.mean(), {
             "rewards/accuracy": (reward_c > reward_r).float().mean(),
             "rewards/margin": (reward_c - reward_r).mean(),

@@ -19,12 +19,7 @@ from collections import deque
 import torch
 
 from selfalign.config import RefinementConfig
-from selfalign.training.objectives import sequence_logprobs
-
-
-def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
-    """DPO's implicit reward beta [log pi(y|x) - log pi_ref(y|x)] on summed completion log-probs."""
-    return beta * (policy_logps - ref_logps)
+from selfalign.training.objectives import implicit_reward, sequence_logprobs
 
 
 def judge_pair(reward_a: torch.Tensor, reward_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +72,7 @@ class Refiner:
         mix = extrapolated_logits(logits.detach(), ref_logits, self.cfg.lam)
         logps, _ = sequence_logprobs(mix, labels)
         chosen, rejected = logps.chunk(2)
-        return self.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
+        return implicit_reward(chosen, ref_chosen, self.beta) - implicit_reward(rejected, ref_rejected, self.beta)
 
     def epsilon(self, m: torch.Tensor) -> torch.Tensor:
         """Smoothing for this batch; the threshold includes the batch's own confidences, as the

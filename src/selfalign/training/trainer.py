@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -160,10 +160,6 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         return n if self.drop_last else n + bool(len(self.lengths) % self.batch_size)
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def train_sft(
     policy: Policy,
     records: list[dict],
@@ -206,10 +202,10 @@ def train_and_save(
 ) -> list[dict]:
     """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`."""
     policy.model, log = train_loop(policy.model, data, collate, compute_loss, cfg, seed, steps, desc, lengths)
-    if out_dir is not None and is_main_process():
+    state = PartialState()
+    if out_dir is not None and state.is_main_process:
         save_checkpoint(policy, out_dir, log)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    state.wait_for_everyone()
     return log
 
 
