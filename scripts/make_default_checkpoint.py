@@ -3,7 +3,7 @@
 A ~1M-parameter NoPE Llama with a character tokenizer, trained from scratch with selfalign's own
 trainer on addition with 1..MAX_DIGITS digits (a quarter of the prompts carry the answer as a
 STaR-style hint, so the model can rationalize). The demo then asks it for longer sums than any
-it has seen. Deterministic for a given seed; takes about 5 minutes on 2 CPU cores:
+it has seen. Deterministic for a given seed; takes about 9 minutes on 2 CPU cores:
 
     python scripts/make_default_checkpoint.py
 """
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help="where to save the checkpoint")
     ap.add_argument("--max-digits", type=int, default=4, help="train on 1..MAX_DIGITS digit sums")
     ap.add_argument("--examples", type=int, default=40_000, help="training examples (fresh problems)")
-    ap.add_argument("--steps", type=int, default=1000, help="optimizer steps")
+    ap.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     ap.add_argument("--hint-fraction", type=float, default=0.25, help="share of prompts given the answer as a hint")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -68,3 +68,17 @@ def test_curriculum_grows_difficulty_per_round():
     task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[3], grow_digits=1, n_train=5, eval_digits=[3]))
     assert {p.difficulty for p in task.train_problems(1, 0)} == {3}
     assert {p.difficulty for p in task.train_problems(3, 0)} == {5}
+
+
+def test_prompt_order_carries_no_information():
+    """Each operand's column-tagged digits are shuffled; reading them back by column gives the sum."""
+    orders = set()
+    for seed in range(20):
+        p = make_problem(31704, 86529, random.Random(seed))
+        left, right = p.prompt[:-1].split("+")
+        for text, want, upper in ((left, "31704", False), (right, "86529", True)):
+            pairs = [(text[i], text[i + 1]) for i in range(0, len(text), 2)]
+            assert all(c.isupper() == upper for c, _ in pairs)
+            assert "".join(d for _, d in sorted(pairs, key=lambda cd: cd[0].lower(), reverse=True)) == want
+        orders.add(left[::2].lower())
+    assert len(orders) > 10

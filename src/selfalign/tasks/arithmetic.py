@@ -1,16 +1,18 @@
 """Multi-digit addition with a checkable scratchpad (the STaR arithmetic testbed, made CPU-sized).
 
 Digits carry index hints (Zhou et al. 2023): each digit is preceded by a letter naming its column,
-counting up the alphabet from the units column, which starts at a random letter. Every scratchpad
-move is then a lookup by content (start at the smallest letter, step to the next letter, stop
-when it is absent, fetch the digits after a letter), never by counting positions, so what a tiny
-model learns can extend to numbers longer than it was trained on.
+counting up the alphabet from the units column, which starts at a random letter; operand a uses
+lower case and operand b upper case. The column-tagged digits of each operand come in a random
+order, so position says nothing and every scratchpad move is a lookup by content (start at the
+smallest letter, step to the next letter, stop when it is absent, fetch the digit after a letter).
+A model trained this way cannot count its way through the sum, which is what lets a tiny model
+extend to numbers a digit longer than it was trained on and bootstrap from there.
 
-    prompt:      c3b1a7+c8b6a5=
-    completion:  a7+5+0=12 b1+6+1=08 c3+8+0=11
+    prompt:      m7o3n1+O8M5N6=           (317 + 865, units column m)
+    completion:  m7+M5+0=12 n1+N6+1=08 o3+O8+0=11
 
-Each step is `<column><digit a>+<digit b>+<carry in>=<two-digit sum>`, right to left, so every
-step can be checked on its own. The final answer is read off the steps: the last step's tens
+Each step is `<column><digit a>+<COLUMN><digit b>+<carry in>=<two-digit sum>`, right to left, so
+every step can be checked on its own. The final answer is read off the steps: the last step's tens
 digit followed by the ones digits from left to right (here 1182). Difficulty = number of digits.
 """
 
@@ -24,9 +26,9 @@ from selfalign.config import ArithmeticTaskConfig
 from selfalign.tasks.base import Check, Problem
 
 COLUMNS = string.ascii_lowercase
-ALPHABET = "0123456789+=? " + COLUMNS  # every character the task can produce
+ALPHABET = "0123456789+=? " + COLUMNS + COLUMNS.upper()  # every character the task can produce
 EVAL_SEED = 1234  # held-out sets never depend on the run seed
-STEP = re.compile(r"^([a-z])(\d)\+(\d)\+(\d)=(\d\d)$")
+STEP = re.compile(r"^([a-z])(\d)\+([A-Z])(\d)\+(\d)=(\d\d)$")
 
 
 def make_problem(a: int, b: int, rng: random.Random) -> Problem:
@@ -36,7 +38,10 @@ def make_problem(a: int, b: int, rng: random.Random) -> Problem:
     n = len(sa)
     start = rng.randint(0, len(COLUMNS) - n)
     cols = COLUMNS[start : start + n][::-1]  # most significant digit first, units column = start
-    prompt = "".join(c + d for c, d in zip(cols, sa)) + "+" + "".join(c + d for c, d in zip(cols, sb)) + "="
+    da, db = [c + d for c, d in zip(cols, sa)], [c.upper() + d for c, d in zip(cols, sb)]
+    rng.shuffle(da)
+    rng.shuffle(db)
+    prompt = "".join(da) + "+" + "".join(db) + "="
     return Problem(
         id=f"add{n}-{a}+{b}-{cols[-1]}",
         prompt=prompt,
@@ -51,7 +56,7 @@ def solution_steps(problem: Problem) -> list[str]:
     steps, carry = [], 0
     for i in range(len(sa) - 1, -1, -1):
         total = int(sa[i]) + int(sb[i]) + carry
-        steps.append(f"{cols[i]}{sa[i]}+{sb[i]}+{carry}={total:02d}")
+        steps.append(f"{cols[i]}{sa[i]}+{cols[i].upper()}{sb[i]}+{carry}={total:02d}")
         carry = total // 10
     return steps
 
@@ -66,7 +71,7 @@ def answer_from_steps(steps: list[str]) -> str | None:
         m = STEP.match(s)
         if not m:
             return None
-        sums.append(m.group(5))
+        sums.append(m.group(6))
     if not sums:
         return None
     return str(int(sums[-1][0] + "".join(s[1] for s in reversed(sums))))
