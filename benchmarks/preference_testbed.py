@@ -13,13 +13,10 @@ configs/reward_letters.yaml) with the overrides shown; the run directories stay 
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from selfalign.cli import main as selfalign
-from selfalign.records import read_jsonl
+from common import run, spread
 
-ROOT = Path(__file__).resolve().parents[1]
 DPO = {
     "DPO, all 4000 gold pairs": ["params.data=all"],
     "DPO, 120-pair seed (3%), same 300 steps": ["params.data=seed"],
@@ -30,18 +27,6 @@ RM = {
     "small margins": ["params.margins=small"],
     "large margins": ["params.margins=large"],
 }
-
-
-def run(config: str, out: Path, seed: int, overrides: list[str]) -> list[dict]:
-    if not (out / "metrics.jsonl").is_file():
-        code = selfalign(["run", str(ROOT / "configs" / config), "--out", str(out), f"seed={seed}", *overrides])
-        assert code == 0, f"run failed: {out}"
-    return read_jsonl(out / "metrics.jsonl")
-
-
-def spread(xs: list[float], fmt: str = "{:.1%}") -> str:
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
 
 
 def change(rows: list[list[dict]], key: str, fmt: str) -> str:

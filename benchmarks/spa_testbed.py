@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from preference_testbed import run, spread
+from common import run, spread
 
 SYSTEMS = {
     "iterative DPO, RM judge": lambda rm: ["params.judge=rm", f"params.judge_model={rm}", "params.refine=false"],

@@ -27,6 +27,11 @@ class Generation:
 
 
 class Sampler(Protocol):
-    def generate(self, prompts: list[str], params: SamplingParams, desc: str = "sampling") -> list[Generation]:
-        """n samples per prompt, ordered by (prompt_index, sample_index); deterministic for params.seed."""
+    def generate(
+        self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
+    ) -> list[Generation]:
+        """n samples per prompt, ordered by (prompt_index, sample_index); deterministic for params.seed.
+
+        `prefills[i]`, when given, is text the response to prompt i starts with; the generation's text
+        is what follows it (Math-Shepherd's rollouts from a step prefix)."""
         ...

@@ -15,11 +15,15 @@ class HFSampler:
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], params: SamplingParams, desc: str = "sampling") -> list[Generation]:
+    def generate(
+        self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
+    ) -> list[Generation]:
         model, tok = self.policy.model, self.policy.tokenizer
         model.eval()
         device = next(model.parameters()).device
         encoded = [self.policy.encode_prompt(p) for p in prompts]
+        if prefills is not None:  # the response is forced to start with the prefill (after any chat template)
+            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
         # Bucketing by length keeps padding (wasted compute) low; batches hold whole prompts x n samples.
         order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
         per_batch = max(1, self.batch_size // params.n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-RECIPES = ("star", "rft", "rest", "rejection", "dpo", "reward", "spa")
+RECIPES = ("star", "rft", "rest", "rejection", "dpo", "reward", "spa", "vstar")
 
 
 def get_recipe(name: str) -> ModuleType:

@@ -26,6 +26,7 @@ from selfalign.errors import InputError
 from selfalign.evaluation.metrics import accuracy_by_difficulty, maj_at_k, pass_at_k
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import Policy, load_policy, resolve_model_path
+from selfalign.models.prm import ProcessRewardModel, load_process_reward_model
 from selfalign.models.reward import RewardModel, load_reward_model
 from selfalign.pairs import load_pairs
 from selfalign.records import read_jsonl, write_jsonl
@@ -67,6 +68,10 @@ class Loop:
     def load_reward_model(self, model: str, trainable: bool = False) -> RewardModel:
         return load_reward_model(model, lora=self.cfg.model.lora if trainable else None, dtype=self.cfg.model.dtype)
 
+    def load_prm(self, model: str, trainable: bool = False) -> ProcessRewardModel:
+        lora = self.cfg.model.lora if trainable else None
+        return load_process_reward_model(model, lora=lora, dtype=self.cfg.model.dtype)
+
     def model_name(self, model: str) -> str:
         """How provenance names a model: relative to the run when it is one of the run's checkpoints."""
         try:
@@ -85,11 +90,13 @@ class Loop:
         n: int | None = None,
         temperature: float | None = None,
         filter: str = "none",
+        prefills: list[str] | None = None,
     ) -> list[dict]:
         """Stage `round-XXX/<name>`: n samples per problem, graded by the task checker.
 
         `prompts` overrides what the model sees (e.g. STaR's hinted prompts); records always keep
-        the problem's own prompt, so a rationale is saved as if no hint had been given.
+        the problem's own prompt, so a rationale is saved as if no hint had been given. `prefills`
+        forces each response's start; the graded completion is prefill + continuation.
         """
         stage = f"{round_dir(round)}/{name}"
         path = self.run.path(round_dir(round), f"{name}.jsonl")
@@ -105,7 +112,7 @@ class Loop:
         def work() -> dict:
             policy = self.load(model)
             sampler = make_sampler(s.backend, policy, s.batch_size)
-            gens = sampler.generate(prompts or [p.prompt for p in problems], params, desc=stage)
+            gens = sampler.generate(prompts or [p.prompt for p in problems], params, desc=stage, prefills=prefills)
             prov = self.run.provenance(
                 round,
                 self.model_name(model),
@@ -114,20 +121,25 @@ class Loop:
                 scorer=f"checker:{self.task.name}",
                 filter=filter,
             )
-            records = [self._graded(problems[g.prompt_index], g, prov, hinted=prompts is not None) for g in gens]
+            hinted = prompts is not None
+            records = [
+                self._graded(problems[g.prompt_index], g, prov, hinted, prefills and prefills[g.prompt_index])
+                for g in gens
+            ]
             write_jsonl(path, records)
             return {"records": len(records), "correct": sum(r["correct"] for r in records)}
 
         self.run.stage(stage, work)
         return read_jsonl(path)
 
-    def _graded(self, problem: Problem, g: Any, provenance: dict, hinted: bool) -> dict:
-        check = self.task.check(problem, g.text)
+    def _graded(self, problem: Problem, g: Any, provenance: dict, hinted: bool, prefill: str | None = None) -> dict:
+        completion = (prefill or "") + g.text
+        check = self.task.check(problem, completion)
         return {
             "id": f"{problem.id}#{g.sample_index}",
             "problem_id": problem.id,
             "prompt": problem.prompt,
-            "completion": g.text,
+            "completion": completion,
             "difficulty": problem.difficulty,
             "gold": problem.answer,
             "answer": check.answer,
@@ -149,20 +161,22 @@ class Loop:
         steps: int | None = None,
         fit: Fit | None = None,
         load: Callable[..., Policy] | None = None,
+        name: str = "train",
     ) -> str:
-        """Stage `round-XXX/train`: write train.jsonl, fine-tune `init` on it, return the checkpoint path.
+        """Stage `round-XXX/<name>`: write <name>.jsonl, fine-tune `init` on it, return the checkpoint path
+        (`checkpoint`, or `<name>` when a round trains several models).
 
         `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs) and `load` how
         `init` is loaded (a causal LM by default; `load_reward_model` for a reward model).
         """
         rd = self.run.path(round_dir(round))
-        ckpt = rd / "checkpoint"
-        stage = f"{round_dir(round)}/train"
+        ckpt = rd / ("checkpoint" if name == "train" else name)
+        stage = f"{round_dir(round)}/{name}"
         steps = steps or self.cfg.training.steps
 
         def work() -> dict:
             if self.run.state.is_main_process:
-                write_jsonl(rd / "train.jsonl", records)
+                write_jsonl(rd / f"{name}.jsonl", records)
             policy = (load or self.load)(init, trainable=True)
             log = (fit or train_sft)(
                 policy, records, self.cfg.training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage

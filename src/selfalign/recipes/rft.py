@@ -8,6 +8,8 @@ fine-tune the base (SFT) model on the union of distinct paths
 
 from __future__ import annotations
 
+import random
+
 from pydantic import Field
 
 from selfalign.config import Strict
@@ -21,7 +23,9 @@ SUMMARY = "Rejection-sampling fine-tuning: k samples, keep distinct correct path
 class RftParams(Strict):
     k: int = Field(8, gt=0, description="samples per question")
     dedup: DedupMode = Field("farthest", description="none | steps | farthest (RFT's edit-distance pick)")
-    max_records: int | None = Field(None, gt=0, description="cap the training set (for equal-data comparisons)")
+    max_records: int | None = Field(
+        None, gt=0, description="train on a seeded random subset of this size (for equal-data comparisons)"
+    )
 
 
 PARAMS = RftParams
@@ -42,7 +46,9 @@ def run(loop: Loop) -> None:
     for rows in by_problem.values():
         keep = dedup_paths([r["completion"] for r in rows], loop.task.steps, p.dedup)
         paths += [rows[i] for i in keep]
-    data = [sft_record(r) for r in paths][: p.max_records]
+    data = [sft_record(r) for r in paths]
+    if p.max_records is not None and len(data) > p.max_records:
+        data = random.Random(loop.cfg.seed).sample(data, p.max_records)  # a prefix would favour early problems
 
     model = loop.train(1, base, data)
     loop.evaluate(1, model, train_records=len(data), correct_samples=sum(len(v) for v in by_problem.values()))

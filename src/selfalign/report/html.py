@@ -11,7 +11,7 @@ import yaml
 
 from selfalign.errors import InputError
 from selfalign.records import atomic_write_text, read_jsonl
-from selfalign.report.plots import plot_accuracy
+from selfalign.report.plots import plot_accuracy, plot_best_of_n
 from selfalign.report.tables import columns
 
 
@@ -40,6 +40,14 @@ def write_report(run_dir: str | Path) -> Path:
         for k, v in manifest.get("stages", {}).items()
     )
     img = base64.b64encode(png.read_bytes()).decode()
+    extra = ""
+    for r in rows:  # test-time selection curves (verifier recipes)
+        if "best_of_n" in r:
+            title = f"{run_dir.name}: round {r['round']}, eval set {r.get('selection_set', '')}"
+            bon = plot_best_of_n(r["best_of_n"], run_dir / f"best_of_n_round{r['round']}.png", title=title)
+            extra += f'<h2>Best-of-N, round {r["round"]}</h2><img src="data:image/png;base64,'
+            extra += base64.b64encode(bon.read_bytes()).decode() + '" alt="solve rate against N">'
+
     recipe = yaml.safe_load(config).get("recipe", "") if config else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}}
@@ -47,6 +55,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 code,pre{{font-size:12px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>Run <code>{html.escape(run_dir.name)}</code> ({html.escape(str(recipe))})</h1>
 <img src="data:image/png;base64,{img}" alt="accuracy per round">
+{extra}
 <h2>Metrics per round</h2><table><tr>{head}<th>model</th></tr>{body}</table>
 <h2>Completed stages</h2><table><tr><th>stage</th><th>seconds</th><th>summary</th></tr>{stages}</table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""

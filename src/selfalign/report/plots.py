@@ -31,3 +31,23 @@ def plot_accuracy(rows: list[dict], out: str | Path, title: str = "held-out accu
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def plot_best_of_n(curves: dict[str, dict], out: str | Path, title: str = "solve rate against N") -> Path:
+    """One line per selection method: solve rate against the number of samples N (log2 axis)."""
+    out = Path(out)
+    fig, ax = plt.subplots(figsize=(7.2, 4.4), dpi=110)
+    for name, curve in curves.items():
+        ks = sorted(curve, key=int)
+        style = {"linestyle": "--", "color": "grey"} if "oracle" in name else {}
+        ax.plot([int(k) for k in ks], [100 * curve[k] for k in ks], marker="o", markersize=3, label=name, **style)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (samples per problem)")
+    ax.set_ylabel("solve rate (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

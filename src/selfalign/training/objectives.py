@@ -99,3 +99,15 @@ def bradley_terry_loss(
     if margin is not None:
         diff = diff - margin
     return -F.logsigmoid(diff)
+
+
+def outcome_loss(logits: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """[B] ORM loss: binary cross-entropy of the final-token logit against final-answer correctness
+    (Cobbe et al. 2021; Lightman et al. 2023's ORM)."""
+    return F.binary_cross_entropy_with_logits(logits, correct.float(), reduction="none")
+
+
+def step_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean PRM loss over labelled step positions: cross-entropy of the per-token class logits [B, T, C]
+    against step labels [B, T], which are IGNORE everywhere but the last token of each step (TRL PRMTrainer)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)

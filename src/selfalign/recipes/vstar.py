@@ -1,0 +1,278 @@
+"""V-STaR: training verifiers for self-taught reasoners (Hosseini et al. 2024), with the verifiers it is
+measured against and test-time selection.
+
+    D_GEN = D_VER = {}                       # G_0 is the SFT model
+    for t = 1..T:
+        sample k solutions per training problem from G_{t-1}; label each by the task checker
+        D_GEN += the correct ones;  D_VER += all of them, with their labels
+        G_t = SFT(G_{t-1} (or the SFT model), D_GEN)
+    V = DPO(pi_SFT) on correct x incorrect pairs of D_VER, reference pi_SFT
+        score(x, y) = log pi_V(y|x) - log pi_SFT(y|x)       # the implicit reward; beta cannot change a ranking
+    on the same D_VER, for comparison:
+        ORM     final-answer correctness (Cobbe et al. 2021)
+        PRM     the checker's step labels up to the first error (Lightman et al. 2023)
+        PRM-MC  Monte-Carlo step labels: a step is good if any of N rollouts from it reaches the gold
+                answer (Math-Shepherd, hard estimation), rollouts by G_T
+    test: N samples per held-out problem from G_T; best-of-k by every verifier, majority and weighted vote,
+          the unbiased estimator for k = 1..N
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import product
+from typing import Literal
+
+from pydantic import Field
+
+from selfalign.config import RunConfig, Strict, validate_params
+from selfalign.errors import InputError
+from selfalign.evaluation.metrics import pass_at_k
+from selfalign.evaluation.selection import Candidates, selection_curve
+from selfalign.recipes.loop import Loop, round_dir
+from selfalign.recipes.star import first_correct, sft_record
+from selfalign.records import read_jsonl, write_jsonl
+from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
+from selfalign.stepwise import aggregate, mc_step_labels, predicted_first_error, step_labels_from_check, step_prefixes
+from selfalign.tasks.base import Problem, Task
+from selfalign.training.verifiers import train_orm, train_prm
+
+SUMMARY = "V-STaR: DPO verifier from self-generated correct/incorrect samples, vs ORM, PRM and PRM-MC, best-of-N."
+Verifier = Literal["vstar", "orm", "prm", "prm_mc"]
+AGGREGATES = ("product", "min", "last")
+
+
+class VStarParams(Strict):
+    iterations: int = Field(2, gt=0, description="generator iterations T")
+    k: int = Field(4, gt=0, description="samples per training problem per iteration")
+    from_base: bool = Field(False, description="fine-tune the SFT model each iteration (paper); false continues")
+    verifiers: list[Verifier] = Field(
+        ["vstar", "orm", "prm", "prm_mc"], description="verifiers to train on D_VER: vstar | orm | prm | prm_mc"
+    )
+    pairs_per_problem: int = Field(4, gt=0, description="correct x incorrect pairs kept per problem (a random subset)")
+    verifier_steps: int | None = Field(None, gt=0, description="training steps per verifier (default training.steps)")
+    mc_rollouts: int = Field(8, gt=0, description="Math-Shepherd rollouts from each step prefix")
+    mc_solutions: int = Field(300, gt=0, description="D_VER solutions labelled by Monte Carlo (a random subset)")
+    test: str | None = Field(None, description="eval set to select on (default: the last one)")
+    n: int = Field(64, gt=0, description="samples per test problem; curves for k = 1, 2, 4, ... n")
+    test_temperature: float = Field(1.0, ge=0, description="sampling temperature of the test samples")
+
+
+PARAMS = VStarParams
+
+
+def validate(cfg: RunConfig, task: Task) -> None:
+    p = validate_params(PARAMS, cfg)
+    sets = task.eval_sets()
+    if p.test is not None and p.test not in sets:
+        raise InputError("<config>", f"no eval set '{p.test}' (have: {', '.join(sets)})", field="params.test")
+
+
+def run(loop: Loop) -> None:
+    p = loop.params(PARAMS)
+    sft = model = loop.base
+    loop.evaluate(0, model)
+    d_gen: list[dict] = []
+    d_ver: list[dict] = []
+    by_id: dict[str, Problem] = {}
+    for t in range(1, p.iterations + 1):
+        problems = loop.task.train_problems(t, loop.cfg.seed)
+        by_id.update((q.id, q) for q in problems)
+        samples = loop.sample(t, "samples", model, problems, n=p.k, filter="none (labelled: D_VER)")
+        d_gen += [sft_record(r) for r in first_correct(samples, p.k)]
+        d_ver += samples
+        model = loop.train(t, sft if p.from_base else model, d_gen)
+        loop.evaluate(t, model, train_records=len(d_gen), d_ver=len(d_ver))
+
+    T = p.iterations
+    scorers = {}
+    if "vstar" in p.verifiers:
+        path = loop.train(
+            T,
+            sft,
+            correct_incorrect_pairs(d_ver, p.pairs_per_problem, loop.cfg.seed),
+            steps=p.verifier_steps,
+            fit=loop.fit_pairs,
+            name="vstar",
+        )
+        scorers["vstar"] = lambda path=path: ImplicitRewardScorer(loop.load(path), loop.load(sft), beta=1.0)
+    if "orm" in p.verifiers:
+        path = loop.train(
+            T,
+            sft,
+            [outcome_record(r) for r in d_ver],
+            steps=p.verifier_steps,
+            fit=train_orm,
+            load=loop.load_reward_model,
+            name="orm",
+        )
+        scorers["orm"] = lambda path=path: OutcomeScorer(loop.load_reward_model(path))
+    if "prm" in p.verifiers:
+        records = [checker_step_record(loop.task, r) for r in d_ver]
+        path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm")
+        scorers["prm"] = lambda path=path: ProcessScorer(loop.load_prm(path), loop.task)
+    if "prm_mc" in p.verifiers:
+        records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
+        path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm_mc")
+        scorers["prm_mc"] = lambda path=path: ProcessScorer(loop.load_prm(path), loop.task)
+
+    test = p.test or list(loop.task.eval_sets())[-1]
+    problems = loop.task.eval_sets()[test]
+    samples = loop.sample(T, "test_samples", model, problems, n=p.n, temperature=p.test_temperature)
+    scored = score_samples(loop, T, samples, problems, scorers)
+    loop.evaluate(T, model, train_records=len(d_gen), d_ver=len(d_ver), **selection_metrics(scored, test, p.n))
+
+
+def correct_incorrect_pairs(d_ver: list[dict], per_problem: int, seed: int) -> list[dict]:
+    """V-STaR's verifier data: (x, y+, y-) from the correct x incorrect products of each problem's samples,
+    a seeded random subset of at most `per_problem` of them."""
+    rng = random.Random(seed)
+    groups: dict[str, list[dict]] = {}
+    for r in d_ver:
+        groups.setdefault(r["problem_id"], []).append(r)
+    pairs = []
+    for rows in groups.values():
+        right = list(dict.fromkeys(r["completion"] for r in rows if r["correct"]))
+        wrong = list(dict.fromkeys(r["completion"] for r in rows if not r["correct"]))
+        combos = list(product(right, wrong))
+        for chosen, rejected in rng.sample(combos, min(per_problem, len(combos))):
+            pairs.append(
+                {"id": rows[0]["problem_id"], "prompt": rows[0]["prompt"], "chosen": chosen, "rejected": rejected}
+            )
+    return pairs
+
+
+def outcome_record(sample: dict) -> dict:
+    return {
+        "prompt": sample["prompt"],
+        "completion": sample["completion"],
+        "correct": sample["correct"],
+        "source": sample["id"],
+    }
+
+
+def checker_step_record(task: Task, sample: dict) -> dict:
+    """Stepwise record with the checker's labels, up to and including the first wrong step (PRM800K)."""
+    steps = task.steps(sample["completion"])
+    first_error = (
+        sample["first_error"] if sample["first_error"] is not None and sample["first_error"] < len(steps) else None
+    )
+    labels = step_labels_from_check(len(steps), first_error, "binary")
+    return {"prompt": sample["prompt"], "completions": steps[: len(labels)], "labels": labels, "source": sample["id"]}
+
+
+def monte_carlo_step_records(
+    loop: Loop, round: int, model: str, d_ver: list[dict], problems: dict[str, Problem], p: VStarParams
+) -> list[dict]:
+    """Math-Shepherd hard labels for a random subset of D_VER: step i is good when any of N rollouts from the
+    prefix ending at step i reaches the gold answer. The last step needs no rollout: the solution's own answer."""
+    chosen = [r for r in d_ver if loop.task.steps(r["completion"])]
+    chosen = random.Random(loop.cfg.seed).sample(chosen, min(p.mc_solutions, len(chosen)))
+    todo, prefills = [], []
+    for r in chosen:
+        prefixes = step_prefixes(loop.task.steps(r["completion"]))[:-1]
+        todo += [problems[r["problem_id"]]] * len(prefixes)
+        prefills += prefixes
+    rollouts = loop.sample(
+        round, "mc_rollouts", model, todo, n=p.mc_rollouts, prefills=prefills, filter="none (Monte-Carlo step labels)"
+    )
+    answers = [[r["answer"] for r in rollouts[i * p.mc_rollouts : (i + 1) * p.mc_rollouts]] for i in range(len(todo))]
+    records, at = [], 0
+    for r in chosen:
+        steps = loop.task.steps(r["completion"])
+        per_step = answers[at : at + len(steps) - 1] + [[r["answer"]]]
+        at += len(steps) - 1
+        labels = [bool(v) for v in mc_step_labels(per_step, r["gold"], "hard")]
+        records.append({"prompt": r["prompt"], "completions": steps, "labels": labels, "source": r["id"]})
+    return records
+
+
+def score_samples(loop: Loop, round: int, samples: list[dict], problems: list[Problem], scorers: dict) -> list[dict]:
+    """Stage `round-XXX/verifier_scores`: every verifier's score of every test sample (PRMs: per step)."""
+    stage = f"{round_dir(round)}/verifier_scores"
+    path = loop.run.path(round_dir(round), "verifier_scores.jsonl")
+
+    def work() -> dict:
+        by_id = {q.id: q for q in problems}
+        qs, completions = [by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples]
+        columns = {}
+        for name, make in scorers.items():
+            scorer = make()
+            columns[name] = (
+                scorer.step_scores(qs, completions)
+                if isinstance(scorer, ProcessScorer)
+                else scorer.score(qs, completions)
+            )
+        rows = [
+            {k: r[k] for k in ("id", "problem_id", "answer", "gold", "correct", "first_error")}
+            | {
+                "n_steps": len(loop.task.steps(r["completion"])),
+                "scores": {name: col[i] for name, col in columns.items()},
+            }
+            for i, r in enumerate(samples)
+        ]
+        write_jsonl(path, rows)
+        return {"samples": len(rows), "verifiers": list(scorers)}
+
+    loop.run.stage(stage, work)
+    return read_jsonl(path)
+
+
+def selection_metrics(rows: list[dict], test: str, n: int) -> dict:
+    """Solve rate against N for every selection method, and the PRMs' step-level quality, on the test samples."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["problem_id"], []).append(r)
+    ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
+
+    def curve(method: str, score=None) -> dict[int, float]:
+        cands = [
+            Candidates(
+                [r["answer"] for r in g],
+                [r["correct"] for r in g],
+                g[0]["gold"],
+                None if score is None else [score(r) for r in g],
+            )
+            for g in groups.values()
+        ]
+        return selection_curve(cands, ks, method)
+
+    curves = {
+        "pass@k (oracle)": {
+            k: sum(pass_at_k(len(g), sum(r["correct"] for r in g), k) for g in groups.values()) / len(groups)
+            for k in ks
+        },
+        "majority vote": curve("majority"),
+    }
+    verifiers = rows[0]["scores"].keys() if rows else []
+    for name in verifiers:
+        if name.startswith("prm"):
+            for how in AGGREGATES:
+                curves[f"{name} ({how})"] = curve("best_of", lambda r, name=name, how=how: _prm_score(r, name, how))
+            curves[f"{name} weighted vote"] = curve("weighted", lambda r, name=name: _prm_score(r, name, "product"))
+        else:
+            curves[name] = curve("best_of", lambda r, name=name: r["scores"][name])
+    if "orm" in verifiers:
+        curves["orm weighted vote"] = curve("weighted", lambda r: r["scores"]["orm"])
+    quality = {name: prm_quality(rows, name) for name in verifiers if name.startswith("prm")}
+    return {"selection_set": test, "best_of_n": curves, "prm_quality": quality}
+
+
+def _prm_score(row: dict, name: str, how: str) -> float:
+    steps = row["scores"][name]
+    return aggregate(steps, how) if steps else 0.0
+
+
+def prm_quality(rows: list[dict], name: str) -> dict:
+    """Step-label accuracy (the checker's labels up to the first error, threshold 0.5) and first-error accuracy
+    (the first step scored below 0.5 is the first wrong step, or neither exists) over the test samples."""
+    hits = total = first = 0
+    for r in rows:
+        scores = r["scores"][name]
+        gold_first = r["first_error"] if r["first_error"] is not None and r["first_error"] < r["n_steps"] else None
+        labels = step_labels_from_check(r["n_steps"], gold_first, "binary")
+        hits += sum((s >= 0.5) == lab for s, lab in zip(scores, labels))
+        total += len(labels)
+        first += predicted_first_error(scores) == gold_first
+    return {"step_accuracy": hits / max(1, total), "first_error_accuracy": first / max(1, len(rows))}

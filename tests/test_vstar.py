@@ -1,0 +1,126 @@
+"""V-STaR and its verifiers: an end-to-end run (seconds), the PRM's read-out positions, and the MC labels'
+alignment with the rollouts that produced them."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from selfalign.models.prm import load_process_reward_model
+from selfalign.recipes.vstar import checker_step_record, correct_incorrect_pairs
+from selfalign.records import read_jsonl
+from selfalign.tasks.arithmetic import ArithmeticTask, make_problem, solution_steps
+from selfalign.training.objectives import outcome_loss, step_loss
+from tests.test_recipes_e2e import run
+
+VERIFIERS = ("vstar", "orm", "prm", "prm_mc")
+
+
+@pytest.fixture(scope="module")
+def vstar_run(tmp_path_factory):
+    out = run(
+        tmp_path_factory.mktemp("vstar"),
+        "vstar",
+        "task.train_digits=[3]",
+        "task.eval_digits=[3]",
+        "sampling.temperature=1.0",
+        "params.iterations=2",
+        "params.k=3",
+        "params.verifier_steps=4",
+        "params.mc_solutions=4",
+        "params.mc_rollouts=2",
+        "params.n=4",
+    )
+    return out
+
+
+def test_vstar_writes_d_ver_verifiers_scores_and_curves(vstar_run):
+    out = vstar_run
+    manifest = json.loads((out / "manifest.json").read_text())["stages"]
+    for stage in [
+        "round-001/samples",
+        "round-001/train",
+        "round-002/samples",
+        "round-002/mc_rollouts",
+        "round-002/test_samples",
+        "round-002/verifier_scores",
+        *(f"round-002/{v}" for v in VERIFIERS),
+    ]:
+        assert stage in manifest, stage
+    for v in VERIFIERS:
+        assert (out / "round-002" / v / "config.json").is_file(), v
+    # D_VER is every sample of every round; the verifiers train on the union.
+    d_ver = read_jsonl(out / "round-001" / "samples.jsonl") + read_jsonl(out / "round-002" / "samples.jsonl")
+    assert len(d_ver) == 2 * 12 * 3
+    assert len(read_jsonl(out / "round-002" / "orm.jsonl")) == len(d_ver)
+    for r in read_jsonl(out / "round-002" / "vstar.jsonl"):
+        assert r["chosen"] != r["rejected"]
+    for name in ("prm", "prm_mc"):
+        for r in read_jsonl(out / "round-002" / f"{name}.jsonl"):
+            assert len(r["labels"]) == len(r["completions"]) and all(isinstance(x, bool) for x in r["labels"])
+    mc = read_jsonl(out / "round-002" / "mc_rollouts.jsonl")
+    assert mc and mc[0]["provenance"]["stage"] == "round-002/mc_rollouts"
+    scores = read_jsonl(out / "round-002" / "verifier_scores.jsonl")
+    assert len(scores) == 8 * 4 and set(scores[0]["scores"]) == set(VERIFIERS)
+    assert all(len(r["scores"]["prm"]) == r["n_steps"] for r in scores)
+    last = read_jsonl(out / "metrics.jsonl")[-1]
+    assert last["round"] == 2 and last["selection_set"] == "3"
+    curves = last["best_of_n"]
+    assert {"majority vote", "vstar", "orm", "prm (product)", "prm_mc (min)", "orm weighted vote"} <= set(curves)
+    assert all(list(c) == ["1", "2", "4"] for c in curves.values())
+    assert all(c["4"] <= curves["pass@k (oracle)"]["4"] + 1e-9 for c in curves.values())
+    assert set(last["prm_quality"]) == {"prm", "prm_mc"}
+    assert (out / "best_of_n_round2.png").is_file() and "Best-of-N" in (out / "report.html").read_text()
+
+
+def test_prm_reads_one_score_per_step_at_the_separator(tmp_path, tiny_model_dir):
+    prm = load_process_reward_model(str(tiny_model_dir))
+    p = make_problem(317, 865, random.Random(0))
+    steps = solution_steps(p)
+    scores = prm.step_scores([p.prompt, p.prompt], [steps, steps[:1]])
+    assert [len(s) for s in scores] == [3, 1] and scores[0][0] == pytest.approx(scores[1][0], abs=1e-5)
+    assert prm.step_scores([p.prompt], [[]]) == [[]]
+
+
+def test_checker_step_record_stops_at_the_first_error():
+    task = ArithmeticTask()
+    p = make_problem(317, 865, random.Random(0))
+    steps = solution_steps(p)
+    bad = [steps[0], steps[1][:-1] + "9", steps[2]]
+    check = task.check(p, " ".join(bad))
+    rec = checker_step_record(
+        task, {"prompt": p.prompt, "completion": " ".join(bad), "id": "x", "first_error": check.first_error}
+    )
+    assert rec["completions"] == bad[:2] and rec["labels"] == [True, False]
+    short = task.check(p, " ".join(steps[:2]))  # stopped early: no wrong step among those written
+    rec = checker_step_record(
+        task, {"prompt": p.prompt, "completion": " ".join(steps[:2]), "id": "y", "first_error": short.first_error}
+    )
+    assert rec["labels"] == [True, True]
+
+
+def test_pairs_are_correct_x_incorrect_and_capped():
+    rows = [
+        {"problem_id": "a", "prompt": "q", "completion": c, "correct": ok}
+        for c, ok in [("r1", True), ("r2", True), ("w1", False), ("w2", False), ("w1", False)]
+    ]
+    pairs = correct_incorrect_pairs(rows, per_problem=10, seed=0)
+    assert sorted((p["chosen"], p["rejected"]) for p in pairs) == [
+        ("r1", "w1"),
+        ("r1", "w2"),
+        ("r2", "w1"),
+        ("r2", "w2"),
+    ]
+    assert len(correct_incorrect_pairs(rows, per_problem=3, seed=0)) == 3
+    assert correct_incorrect_pairs(rows[:2], per_problem=3, seed=0) == []
+
+
+def test_verifier_losses_on_hand_values():
+    logits, correct = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
+    expected = torch.tensor([torch.log(torch.tensor(2.0)), 2.0 + torch.log1p(torch.exp(torch.tensor(-2.0)))])
+    assert torch.allclose(outcome_loss(logits, correct), expected, atol=1e-6)
+    step_logits = torch.tensor([[[0.0, 0.0], [1.0, 3.0], [5.0, 5.0]]])
+    labels = torch.tensor([[-100, 1, 0]])
+    want = (torch.log1p(torch.exp(torch.tensor(-2.0))) + torch.log(torch.tensor(2.0))) / 2
+    assert step_loss(step_logits, labels) == pytest.approx(want.item(), abs=1e-6)
