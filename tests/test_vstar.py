@@ -124,3 +124,11 @@ def test_verifier_losses_on_hand_values():
     labels = torch.tensor([[-100, 1, 0]])
     want = (torch.log1p(torch.exp(torch.tensor(-2.0))) + torch.log(torch.tensor(2.0))) / 2
     assert step_loss(step_logits, labels) == pytest.approx(want.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["orm", "prm"])
+def test_a_trained_verifier_scores_rejection_sampling(vstar_run, tmp_path, kind):
+    path = vstar_run / "round-002" / kind
+    out = run(tmp_path, "rejection", "params.rounds=1", "params.k=2", f"params.verifier={{path: {path}, kind: {kind}}}")
+    samples = read_jsonl(out / "round-001" / "train.jsonl")
+    assert samples and all(r["provenance"]["scorer"].startswith(f"{kind}:") for r in samples)

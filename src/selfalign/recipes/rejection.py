@@ -5,7 +5,7 @@
         score them; the best per prompt joins the pool, replacing a worse one from an earlier round
         M_t = finetune(init, pool)
 The scorer is any `Scorer`: the task checker by default, or reward models (one, a weighted sum,
-or Llama 2's safety-gated pair of helpfulness and safety RMs).
+or Llama 2's safety-gated pair of helpfulness and safety RMs), or a trained ORM or PRM verifier.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from selfalign.recipes.loop import Loop
 from selfalign.recipes.star import sft_record
 from selfalign.scoring.base import CheckerScorer, Scorer
 from selfalign.scoring.reward import LinearCombination, RewardModelScorer, SafetyGatedCombination
+from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
 from selfalign.tasks.base import Task
 
 SUMMARY = "Rejection sampling (Llama 2): best of K by a scorer becomes the SFT target, pooled across rounds."
@@ -31,15 +32,22 @@ class RewardModelSpec(Strict):
     role: Literal["helpfulness", "safety"] = Field("helpfulness", description="its role in the safety gate")
 
 
+class VerifierSpec(Strict):
+    path: str = Field(description="a trained verifier directory (e.g. a `vstar` run's round-002/orm or round-002/prm)")
+    kind: Literal["orm", "prm"] = Field(description="orm: P(correct) from the final token; prm: aggregated step scores")
+    aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
+
+
 class RejectionParams(Strict):
     rounds: int = Field(2, gt=0)
     k: int = Field(8, gt=0, description="samples per prompt")
     temperature: float | None = Field(None, ge=0, description="sampling temperature (default: sampling.temperature)")
     min_score: float | None = Field(
         None,
-        description="drop best samples scoring below this; default 0.5 with the checker (correct only), none with RMs",
+        description="drop best samples scoring below this; default 0.5 with the checker (correct only), else none",
     )
     reward_models: list[RewardModelSpec] = Field(default_factory=list, description="empty: score with the task checker")
+    verifier: VerifierSpec | None = Field(None, description="an ORM or PRM scores the samples instead")
     combine: Literal["linear", "safety_gated"] = Field("linear", description="how several reward models combine")
     safety_threshold: float = Field(0.15, gt=0, lt=1, description="Llama 2's gate on sigmoid(safety reward)")
     from_base: bool = Field(True, description="train the base model on the pool each round; false continues")
@@ -49,6 +57,8 @@ class RejectionParams(Strict):
         roles = sorted(m.role for m in self.reward_models)
         if self.combine == "safety_gated" and roles != ["helpfulness", "safety"]:
             raise ValueError(f"safety_gated needs one helpfulness and one safety reward model, got roles {roles}")
+        if self.verifier is not None and self.reward_models:
+            raise ValueError("give reward_models or a verifier, not both")
         return self
 
 
@@ -56,11 +66,16 @@ PARAMS = RejectionParams
 
 
 def validate(cfg: RunConfig, task: Task) -> None:
-    for m in validate_params(PARAMS, cfg).reward_models:
-        resolve_model_path(m.path)
+    p = validate_params(PARAMS, cfg)
+    for path in [m.path for m in p.reward_models] + ([p.verifier.path] if p.verifier else []):
+        resolve_model_path(path)
 
 
 def make_scorer(loop: Loop, p: RejectionParams) -> Scorer:
+    if p.verifier is not None and p.verifier.kind == "orm":
+        return OutcomeScorer(loop.load_reward_model(p.verifier.path))
+    if p.verifier is not None:
+        return ProcessScorer(loop.load_prm(p.verifier.path), loop.task, p.verifier.aggregate)
     if not p.reward_models:
         return CheckerScorer(loop.task)
     scorers = [RewardModelScorer(loop.load_reward_model(m.path)) for m in p.reward_models]
@@ -75,7 +90,7 @@ def make_scorer(loop: Loop, p: RejectionParams) -> Scorer:
 def run(loop: Loop) -> None:
     p = loop.params(PARAMS)
     scorer = make_scorer(loop, p)
-    min_score = p.min_score if p.min_score is not None or p.reward_models else 0.5
+    min_score = p.min_score if p.min_score is not None or p.reward_models or p.verifier else 0.5
     base = model = loop.base
     loop.evaluate(0, model)
     pool: dict[str, tuple[float, dict]] = {}
