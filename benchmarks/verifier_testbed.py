@@ -1,7 +1,7 @@
 """Verifiers and test-time selection on the arithmetic testbed (configs/vstar.yaml), over several seeds.
 
 The generator is arith-tiny after two V-STaR iterations on 4-6 digit sums; the test split is 100 held-out
-6-digit sums, where it is imperfect. Every verifier (V-STaR's DPO verifier, ORM, PRM on checker step labels,
+5-digit sums, where it is imperfect. Every verifier (V-STaR's DPO verifier, ORM, PRM on checker step labels,
 PRM on Monte-Carlo step labels) is trained on the same D_VER and scores the same 64 samples per problem;
 solve rates for N = 1..64 use the unbiased estimators (best-of-k from V-STaR, votes over random subsets).
 
@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
     last = [run("vstar.yaml", args.out / f"vstar-s{s}", s, [])[-1] for s in args.seeds]
     lines = [
-        f"seeds {args.seeds}; solve rate on 100 held-out 6-digit sums, mean ± sd",
+        f"seeds {args.seeds}; solve rate on the 100 held-out test sums, mean ± sd",
         "",
         "| selection | " + " | ".join(f"N={n}" for n in NS) + " |",
         "|---|" + "---|" * len(NS),

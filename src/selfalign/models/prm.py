@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForTokenClassification
 
 from selfalign.config import LoraConfig
-from selfalign.errors import InputError
-from selfalign.models.loading import Policy, add_lora, resolve_model_path
+from selfalign.models.loading import Policy
+from selfalign.models.reward import load_head_model
 from selfalign.stepwise import encode_stepwise
 from selfalign.training.collate import pad_right
 from selfalign.training.objectives import IGNORE
@@ -49,17 +49,5 @@ def load_process_reward_model(
     path: str, num_labels: int = 2, lora: LoraConfig | None = None, dtype: str = "auto"
 ) -> ProcessRewardModel:
     """A PRM from a trained PRM directory, or a fresh token-classification head on any causal LM checkpoint."""
-    resolved = resolve_model_path(path)
-    try:
-        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(resolved)
-        model = AutoModelForTokenClassification.from_pretrained(
-            resolved, num_labels=num_labels, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
-        )
-    except OSError as e:
-        raise InputError(path, f"cannot load process reward model: {e}", field="model.path") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if lora is not None:
-        model = add_lora(model, lora, "TOKEN_CLS")
+    model, tokenizer = load_head_model(path, AutoModelForTokenClassification, num_labels, "TOKEN_CLS", lora, dtype)
     return ProcessRewardModel(model=model, tokenizer=tokenizer, source=path)

@@ -29,17 +29,25 @@ def scalar_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> to
 
 def load_reward_model(path: str, lora: LoraConfig | None = None, dtype: str = "auto") -> RewardModel:
     """A reward model from a trained RM directory, or a fresh scalar head on any causal LM checkpoint."""
+    model, tokenizer = load_head_model(path, AutoModelForSequenceClassification, 1, "SEQ_CLS", lora, dtype)
+    return RewardModel(model=model, tokenizer=tokenizer, source=path)
+
+
+def load_head_model(
+    path: str, auto_class: type, num_labels: int, task_type: str, lora: LoraConfig | None, dtype: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A classification head (`auto_class`) on a checkpoint: a trained head, or a fresh one on a causal LM."""
     resolved = resolve_model_path(path)
     try:
         tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(resolved)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolved, num_labels=1, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
+        model = auto_class.from_pretrained(
+            resolved, num_labels=num_labels, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
         )
     except OSError as e:
-        raise InputError(path, f"cannot load reward model: {e}", field="model.path") from None
+        raise InputError(path, f"cannot load {auto_class.__name__}: {e}", field="model.path") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     if lora is not None:
-        model = add_lora(model, lora, "SEQ_CLS")
-    return RewardModel(model=model, tokenizer=tokenizer, source=path)
+        model = add_lora(model, lora, task_type)
+    return model, tokenizer
