@@ -59,7 +59,9 @@ def main() -> None:
     lines = [
         f"seeds {args.seeds}; held-out greedy accuracy, mean ± sd",
         "",
-        "| system | round | " + " | ".join(f"{d} digits" for d in DIGITS) + " | train records | samples drawn |",
+        "| system | round | "
+        + " | ".join(f"{d} digits" for d in DIGITS)
+        + " | train records | samples drawn (whole run) |",
         "|---|---|" + "---|" * (len(DIGITS) + 2),
     ]
     runs: dict[str, tuple[list[list[dict]], list[Path]]] = {}

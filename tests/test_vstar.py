@@ -74,7 +74,7 @@ def test_vstar_writes_d_ver_verifiers_scores_and_curves(vstar_run):
     assert (out / "best_of_n_round2.png").is_file() and "Best-of-N" in (out / "report.html").read_text()
 
 
-def test_prm_reads_one_score_per_step_at_the_separator(tmp_path, tiny_model_dir):
+def test_prm_reads_one_score_per_step_at_the_separator(tiny_model_dir):
     prm = load_process_reward_model(str(tiny_model_dir))
     p = make_problem(317, 865, random.Random(0))
     steps = solution_steps(p)

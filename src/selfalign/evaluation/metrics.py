@@ -14,6 +14,20 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def by_problem(rows: Iterable[dict]) -> dict[str, list[dict]]:
+    """Sample rows grouped by `problem_id`, in first-seen order."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["problem_id"]].append(r)
+    return dict(groups)
+
+
+def mean_pass_at_k(groups: Iterable[list[dict]], k: int) -> float:
+    """Unbiased pass@k averaged over problems, each given as its graded sample rows."""
+    values = [pass_at_k(len(g), sum(r["correct"] for r in g), k) for g in groups]
+    return sum(values) / len(values)
+
+
 def majority(answers: Sequence[str | None]) -> str | None:
     """Most common non-empty answer; ties go to the answer seen first."""
     counts = Counter(a for a in answers if a is not None)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from selfalign.config import RunConfig, TrainingConfig, validate_params
 from selfalign.errors import InputError
-from selfalign.evaluation.metrics import accuracy_by_difficulty, maj_at_k, pass_at_k
+from selfalign.evaluation.metrics import accuracy_by_difficulty, by_problem, maj_at_k, mean_pass_at_k
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import Policy, load_policy, resolve_model_path
 from selfalign.models.prm import ProcessRewardModel, load_process_reward_model
@@ -275,14 +275,10 @@ class Loop:
         metrics: dict[str, Any] = {"round": round, "model": self.model_name(model)}
         metrics["accuracy"] = accuracy_by_difficulty(rows)
         if e.k > 1 and any(p.answer for p in problems):  # pass@k / maj@k need reference answers
-            by_problem: dict[str, list[dict]] = {}
-            for r in rows:
-                by_problem.setdefault(r["problem_id"], []).append(r)
+            grouped = by_problem(rows)
             for label, ps in sets.items():
-                groups = [by_problem[p.id] for p in ps]
-                metrics.setdefault(f"pass@{e.k}", {})[label] = sum(
-                    pass_at_k(len(g), sum(r["correct"] for r in g), e.k) for g in groups
-                ) / len(groups)
+                groups = [grouped[p.id] for p in ps]
+                metrics.setdefault(f"pass@{e.k}", {})[label] = mean_pass_at_k(groups, e.k)
                 metrics.setdefault(f"maj@{e.k}", {})[label] = sum(
                     maj_at_k([r["answer"] for r in g], g[0]["gold"], e.k) for g in groups
                 ) / len(groups)

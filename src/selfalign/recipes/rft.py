@@ -13,6 +13,7 @@ import random
 from pydantic import Field
 
 from selfalign.config import Strict
+from selfalign.evaluation.metrics import by_problem
 from selfalign.recipes.dedup import DedupMode, dedup_paths
 from selfalign.recipes.loop import Loop
 from selfalign.recipes.star import sft_record
@@ -38,12 +39,9 @@ def run(loop: Loop) -> None:
 
     problems = loop.task.train_problems(1, loop.cfg.seed)
     samples = loop.sample(1, "samples", base, problems, n=p.k, filter=f"correct+dedup:{p.dedup}")
-    by_problem: dict[str, list[dict]] = {}
-    for r in samples:
-        if r["correct"]:
-            by_problem.setdefault(r["problem_id"], []).append(r)
+    correct = by_problem(r for r in samples if r["correct"])
     paths = []
-    for rows in by_problem.values():
+    for rows in correct.values():
         keep = dedup_paths([r["completion"] for r in rows], loop.task.steps, p.dedup)
         paths += [rows[i] for i in keep]
     data = [sft_record(r) for r in paths]
@@ -51,4 +49,4 @@ def run(loop: Loop) -> None:
         data = random.Random(loop.cfg.seed).sample(data, p.max_records)  # a prefix would favour early problems
 
     model = loop.train(1, base, data)
-    loop.evaluate(1, model, train_records=len(data), correct_samples=sum(len(v) for v in by_problem.values()))
+    loop.evaluate(1, model, train_records=len(data), correct_samples=sum(len(v) for v in correct.values()))

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict, validate_params
 from selfalign.errors import InputError
-from selfalign.evaluation.metrics import pass_at_k
+from selfalign.evaluation.metrics import by_problem, mean_pass_at_k
 from selfalign.evaluation.selection import Candidates, selection_curve
 from selfalign.recipes.loop import Loop, round_dir
 from selfalign.recipes.star import first_correct, sft_record
@@ -128,11 +128,8 @@ def correct_incorrect_pairs(d_ver: list[dict], per_problem: int, seed: int) -> l
     """V-STaR's verifier data: (x, y+, y-) from the correct x incorrect products of each problem's samples,
     a seeded random subset of at most `per_problem` of them."""
     rng = random.Random(seed)
-    groups: dict[str, list[dict]] = {}
-    for r in d_ver:
-        groups.setdefault(r["problem_id"], []).append(r)
     pairs = []
-    for rows in groups.values():
+    for rows in by_problem(d_ver).values():
         right = list(dict.fromkeys(r["completion"] for r in rows if r["correct"]))
         wrong = list(dict.fromkeys(r["completion"] for r in rows if not r["correct"]))
         combos = list(product(right, wrong))
@@ -155,10 +152,7 @@ def outcome_record(sample: dict) -> dict:
 def checker_step_record(task: Task, sample: dict) -> dict:
     """Stepwise record with the checker's labels, up to and including the first wrong step (PRM800K)."""
     steps = task.steps(sample["completion"])
-    first_error = (
-        sample["first_error"] if sample["first_error"] is not None and sample["first_error"] < len(steps) else None
-    )
-    labels = step_labels_from_check(len(steps), first_error, "binary")
+    labels = step_labels_from_check(len(steps), sample["first_error"], "binary")
     return {"prompt": sample["prompt"], "completions": steps[: len(labels)], "labels": labels, "source": sample["id"]}
 
 
@@ -167,11 +161,11 @@ def monte_carlo_step_records(
 ) -> list[dict]:
     """Math-Shepherd hard labels for a random subset of D_VER: step i is good when any of N rollouts from the
     prefix ending at step i reaches the gold answer. The last step needs no rollout: the solution's own answer."""
-    chosen = [r for r in d_ver if loop.task.steps(r["completion"])]
-    chosen = random.Random(loop.cfg.seed).sample(chosen, min(p.mc_solutions, len(chosen)))
+    with_steps = [(r, steps) for r in d_ver if (steps := loop.task.steps(r["completion"]))]
+    chosen = random.Random(loop.cfg.seed).sample(with_steps, min(p.mc_solutions, len(with_steps)))
     todo, prefills = [], []
-    for r in chosen:
-        prefixes = step_prefixes(loop.task.steps(r["completion"]))[:-1]
+    for r, steps in chosen:
+        prefixes = step_prefixes(steps)[:-1]
         todo += [problems[r["problem_id"]]] * len(prefixes)
         prefills += prefixes
     rollouts = loop.sample(
@@ -179,8 +173,7 @@ def monte_carlo_step_records(
     )
     answers = [[r["answer"] for r in rollouts[i * p.mc_rollouts : (i + 1) * p.mc_rollouts]] for i in range(len(todo))]
     records, at = [], 0
-    for r in chosen:
-        steps = loop.task.steps(r["completion"])
+    for r, steps in chosen:
         per_step = answers[at : at + len(steps) - 1] + [[r["answer"]]]
         at += len(steps) - 1
         labels = [bool(v) for v in mc_step_labels(per_step, r["gold"], "hard")]
@@ -221,9 +214,7 @@ def score_samples(loop: Loop, round: int, samples: list[dict], problems: list[Pr
 
 def selection_metrics(rows: list[dict], test: str, n: int) -> dict:
     """Solve rate against N for every selection method, and the PRMs' step-level quality, on the test samples."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["problem_id"], []).append(r)
+    groups = by_problem(rows)
     ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
 
     def curve(method: str, score=None) -> dict[int, float]:
@@ -239,10 +230,7 @@ def selection_metrics(rows: list[dict], test: str, n: int) -> dict:
         return selection_curve(cands, ks, method)
 
     curves = {
-        "pass@k (oracle)": {
-            k: sum(pass_at_k(len(g), sum(r["correct"] for r in g), k) for g in groups.values()) / len(groups)
-            for k in ks
-        },
+        "pass@k (oracle)": {k: mean_pass_at_k(groups.values(), k) for k in ks},
         "majority vote": curve("majority"),
     }
     verifiers = rows[0]["scores"].keys() if rows else []
@@ -270,8 +258,8 @@ def prm_quality(rows: list[dict], name: str) -> dict:
     hits = total = first = 0
     for r in rows:
         scores = r["scores"][name]
-        gold_first = r["first_error"] if r["first_error"] is not None and r["first_error"] < r["n_steps"] else None
-        labels = step_labels_from_check(r["n_steps"], gold_first, "binary")
+        labels = step_labels_from_check(r["n_steps"], r["first_error"], "binary")
+        gold_first = labels.index(False) if False in labels else None
         hits += sum((s >= 0.5) == lab for s, lab in zip(scores, labels))
         total += len(labels)
         first += predicted_first_error(scores) == gold_first

@@ -42,7 +42,7 @@ def safety_gated(
     else R_h; then WHITEN(LOGIT(R_c)). Inputs are raw RM logits; the gate compares sigmoid(R_s), the
     probability scale the 0.15 threshold is defined on, and LOGIT of that probability is the raw score again.
     """
-    gated = [s if tagged or _sigmoid(s) < threshold else h for h, s, tagged in zip(helpfulness, safety, safety_tagged)]
+    gated = [s if tagged or sigmoid(s) < threshold else h for h, s, tagged in zip(helpfulness, safety, safety_tagged)]
     return whiten(gated)
 
 
@@ -52,7 +52,8 @@ def whiten(xs: Sequence[float]) -> list[float]:
     return [(x - mean) / (std + 1e-8) for x in xs]
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """Logistic function without overflow for large |x|."""
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 

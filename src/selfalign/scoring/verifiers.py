@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from selfalign.models.prm import ProcessRewardModel
 from selfalign.models.reward import RewardModel
+from selfalign.scoring.reward import sigmoid
 from selfalign.stepwise import aggregate
 from selfalign.tasks.base import Problem, Task
 
@@ -19,7 +18,7 @@ class OutcomeScorer:
 
     def score(self, problems: list[Problem], completions: list[str]) -> list[float]:
         logits = self.rm.rewards([p.prompt for p in problems], completions, self.batch_size)
-        return [1 / (1 + math.exp(-x)) for x in logits]
+        return [sigmoid(x) for x in logits]
 
 
 class ProcessScorer:
