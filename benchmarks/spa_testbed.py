@@ -3,6 +3,8 @@
 Every system is a `selfalign run configs/spa_letters.yaml` with overrides, so all share the seed
 DPO (round 1 = DPO on the seed alone), the prompt chunks and the evaluation:
 - iterative DPO judged by a reward model trained on the same 120 seed pairs (external RM judge);
+- iterative DPO judged by the model itself as a pairwise LLM judge, both orders averaged, after learning to judge
+  from the same 120 seed pairs (60 SFT steps, as the RM) at each iteration;
 - SPA without refinement (self-annotation and expansion only);
 - SPA with refinement but without de-coupled noise detection (lambda 0);
 - full SPA (refinement + DND, lambda 1/2, 1/4, 1/8).
@@ -19,43 +21,58 @@ from pathlib import Path
 
 from common import run, spread
 
+from selfalign.config import LettersTaskConfig
+from selfalign.models.loading import load_policy
+from selfalign.scoring.pairwise import PairwiseJudge
+from selfalign.tasks.letters import LettersTask
+
 SYSTEMS = {
     "iterative DPO, RM judge": lambda rm: ["params.judge=rm", f"params.judge_model={rm}", "params.refine=false"],
+    "iterative DPO, self-judge": lambda rm: ["params.judge=self", "params.judge_steps=60", "params.refine=false"],
     "SPA, no refinement": lambda rm: ["params.refine=false"],
     "SPA, refinement without DND": lambda rm: ["params.lambdas=[0]"],
     "SPA (refinement + DND)": lambda rm: [],
 }
 
 
+def self_judge_accuracy(run_dir: Path) -> float:
+    """How often iteration 1's self-judge prefers the gold-chosen response of a held-out gold pair."""
+    judge = PairwiseJudge(load_policy(str(run_dir / "round-002" / "judge")), "{prompt}{first}:{second}:", ("a", "b"))
+    pairs = LettersTask(LettersTaskConfig(name="letters", n_eval=200)).eval_pairs
+    chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
+    prefs = judge.preferences([p["prompt"] for p in pairs], chosen, rejected)
+    return sum(p > 0.5 for p in prefs) / len(prefs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("runs/bench-spa"))
+    ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="a subset to run")
     args = ap.parse_args()
     rm_acc = []
     for s in args.seeds:  # the external judge: a reward model on the same 120 seed pairs
         rows = run("reward_letters.yaml", args.out / f"rm-seed-s{s}", s, ["params.data=seed", "training.steps=60"])
         rm_acc.append(rows[1]["accuracy"]["held-out pairs"])
     results: dict[str, list[list[dict]]] = {}
-    for label, overrides in SYSTEMS.items():
-        results[label] = []
+    for label in args.systems:
+        overrides, results[label] = SYSTEMS[label], []
         for s in args.seeds:
             rm = args.out / f"rm-seed-s{s}"
             name = label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "").replace("+", "and")
             results[label].append(
                 run("spa_letters.yaml", args.out / f"{name}-s{s}", s, overrides(rm / "round-001" / "checkpoint"))
             )
-    rm_acc = [
-        run("reward_letters.yaml", args.out / f"rm-seed-s{s}", s, [])[1]["accuracy"]["held-out pairs"]
-        for s in args.seeds
-    ]
+    judged = "iterative DPO, self-judge" in results
+    self_acc = [self_judge_accuracy(args.out / f"iterative_DPO_self-judge-s{s}") for s in args.seeds if judged]
     first = next(iter(results.values()))
     lines = [
         f"seeds {args.seeds}; mean ± sd. Round 1 (DPO on the 120-pair seed) is shared by every system:",
         f"win rate {spread([r[1]['win_rate'] for r in first])}, mean tokens "
         f"{spread([r[1]['mean_tokens'] for r in first], '{:.2f}')} "
         f"(SFT {spread([r[0]['mean_tokens'] for r in first], '{:.2f}')}).",
-        f"The seed reward model's accuracy on held-out gold pairs: {spread(rm_acc)}.",
+        f"Accuracy on the 200 held-out gold pairs of the seed reward model: {spread(rm_acc)}"
+        + (f"; of iteration 1's self-judge, both orders averaged: {spread(self_acc)}." if judged else "."),
         "",
         "| system | round | win rate vs SFT | annotation accuracy | mean tokens |",
         "|---|---|---|---|---|",

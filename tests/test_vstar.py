@@ -7,12 +7,15 @@ import random
 import pytest
 import torch
 
+from selfalign.cli import main
 from selfalign.models.prm import load_process_reward_model
 from selfalign.recipes.vstar import checker_step_record, correct_incorrect_pairs
-from selfalign.records import read_jsonl
+from selfalign.records import read_jsonl, write_jsonl
+from selfalign.stepwise import step_labels_from_check
 from selfalign.tasks.arithmetic import ArithmeticTask, make_problem, solution_steps
 from selfalign.training.objectives import outcome_loss, step_loss
 from tests.test_recipes_e2e import run
+from tests.test_stepwise import corrupt
 
 VERIFIERS = ("vstar", "orm", "prm", "prm_mc")
 
@@ -74,6 +77,43 @@ def test_vstar_writes_d_ver_verifiers_scores_and_curves(vstar_run):
     assert (out / "best_of_n_round2.png").is_file() and "Best-of-N" in (out / "report.html").read_text()
 
 
+def test_eval_scores_a_runs_samples_as_the_recipe_did(vstar_run, tmp_path):
+    """`selfalign eval --verifier` on the run's own test samples reproduces the recipe's verifier scores and curves."""
+    r2, out = vstar_run / "round-002", tmp_path / "ev"
+    args = ["eval", "--model", str(r2 / "checkpoint"), "--out", str(out), "task.eval_digits=[3]", "task.n_eval=8"]
+    args += ["--samples", str(r2 / "test_samples.jsonl"), "--set", "3"]
+    args += ["--verifier", f"orm:{r2 / 'orm'}", "--verifier", f"prm:{r2 / 'prm'}"]
+    args += ["--verifier", f"implicit:{r2 / 'vstar'}", "--reference", "builtin:arith-tiny"]
+    assert main(args) == 0
+    ours = read_jsonl(out / "round-000" / "verifier_scores.jsonl")
+    theirs = read_jsonl(r2 / "verifier_scores.jsonl")
+    assert [r["id"] for r in ours] == [r["id"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert a["scores"]["orm"] == pytest.approx(b["scores"]["orm"], abs=1e-5)
+        assert a["scores"]["prm"] == pytest.approx(b["scores"]["prm"], abs=1e-5)
+        assert a["scores"]["implicit"] == pytest.approx(b["scores"]["vstar"], abs=1e-3)
+    row = read_jsonl(out / "metrics.jsonl")[-1]
+    recipe = read_jsonl(vstar_run / "metrics.jsonl")[-1]["best_of_n"]
+    for ours_name, theirs_name in [("orm", "orm"), ("prm (min)", "prm (min)"), ("implicit", "vstar")]:
+        assert row["best_of_n"][ours_name] == pytest.approx(recipe[theirs_name], abs=1e-6)
+    assert set(row["prm_quality"]) == {"prm"} and "orm weighted vote" in row["best_of_n"]
+    assert (out / "best_of_n_round0.png").is_file()
+
+
+def test_eval_verifier_bad_input_is_named(vstar_run, tmp_path, capsys):
+    base = ["eval", "--model", "builtin:arith-tiny", "--out", str(tmp_path / "ev")]
+    assert main([*base, "--verifier", "rm:somewhere"]) == 2
+    assert "--verifier" in capsys.readouterr().err
+    bad = tmp_path / "samples.jsonl"
+    rows = read_jsonl(vstar_run / "round-002" / "test_samples.jsonl")[:2]
+    del rows[1]["gold"]
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main([*base, "--verifier", f"orm:{vstar_run / 'round-002' / 'orm'}", "--samples", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "samples.jsonl" in err and "line 2" in err and "gold" in err
+    assert not (tmp_path / "ev").exists()
+
+
 def test_prm_reads_one_score_per_step_at_the_separator(tiny_model_dir):
     prm = load_process_reward_model(str(tiny_model_dir))
     p = make_problem(317, 865, random.Random(0))
@@ -132,3 +172,48 @@ def test_a_trained_verifier_scores_rejection_sampling(vstar_run, tmp_path, kind)
     out = run(tmp_path, "rejection", "params.rounds=1", "params.k=2", f"params.verifier={{path: {path}, kind: {kind}}}")
     samples = read_jsonl(out / "round-001" / "train.jsonl")
     assert samples and all(r["provenance"]["scorer"].startswith(f"{kind}:") for r in samples)
+
+
+def stepwise_file(path, n, seed, label_kind="binary"):
+    """Arithmetic solutions, half with one corrupted step; checker labels (binary: up to the first error)."""
+    rng, rows = random.Random(seed), []
+    for i in range(n):
+        p = make_problem(rng.randrange(100, 1000), rng.randrange(100, 1000), rng)
+        steps = solution_steps(p)
+        if i % 2:
+            at = rng.randrange(len(steps))
+            steps[at] = corrupt(steps[at])
+        check = ArithmeticTask().check(p, " ".join(steps))
+        labels = step_labels_from_check(check.n_steps, check.first_error, label_kind)
+        rows.append({"prompt": p.prompt, "completions": steps[: len(labels)], "labels": labels})
+    write_jsonl(path, rows)
+    return path
+
+
+@pytest.mark.parametrize("label_kind", ["binary", "ternary"])
+def test_prm_recipe_trains_on_a_stepwise_file(tmp_path, label_kind):
+    train = stepwise_file(tmp_path / "train.jsonl", 16, 0, label_kind)
+    test = stepwise_file(tmp_path / "test.jsonl", 6, 1, label_kind)
+    out = run(tmp_path, "prm", f"params.data={train}", f"params.eval_data={test}", f"params.label_kind={label_kind}")
+    assert (out / "round-001" / "prm" / "config.json").is_file()
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["train_records"] == 16
+    for r in rows:
+        assert 0 <= r["accuracy"]["held-out steps"] <= 1 and 0 <= r["first_error_accuracy"] <= 1
+    scored = read_jsonl(out / "round-001" / "step_eval.jsonl")
+    assert [len(r["scores"]) for r in scored] == [len(r["completions"]) for r in scored]
+
+
+def test_prm_recipe_names_a_bad_stepwise_line(tmp_path, capsys):
+    train = stepwise_file(tmp_path / "train.jsonl", 4, 0)
+    lines = train.read_text().splitlines()
+    rec = json.loads(lines[2])
+    rec["labels"] = rec["labels"] + [True]
+    lines[2] = json.dumps(rec)
+    train.write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "prm.yaml"
+    cfg.write_text(f"recipe: prm\nparams:\n  data: {train}\n  eval_data: {train}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "train.jsonl, line 3: field 'labels'" in err and "labels for" in err
+    assert not (tmp_path / "run").exists()

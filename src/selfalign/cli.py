@@ -11,6 +11,12 @@ from pathlib import Path
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def _loop(cfg, resume: bool, out: str | Path, recipe=None):
     """Validate the task data, model path and recipe inputs, then create (or reopen) the run directory."""
     from selfalign.models.loading import resolve_model_path
@@ -72,11 +78,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from selfalign.config import load_config
+    from selfalign.evaluation.verifiers import parse_verifiers, read_samples, verifier_eval
+    from selfalign.models.loading import resolve_model_path
 
     overrides = [f"model.path={args.model}", *args.overrides]
     cfg = load_config(args.config, overrides, base={"recipe": "eval"} if args.config is None else None)
+    verifiers = parse_verifiers(args.verifier)
+    reference = resolve_model_path(args.reference or args.model)
+    if args.samples is not None:
+        read_samples(args.samples)  # bad input fails before the run directory exists
     loop = _loop(cfg, args.resume, args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
-    loop.evaluate(0, loop.base)
+    extra = {}
+    if verifiers:
+        extra = verifier_eval(loop, verifiers, reference, args.samples, args.set, args.n, args.temperature)
+    loop.evaluate(0, loop.base, **extra)
     _finish(loop)
 
 
@@ -121,13 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint on a task's held-out sets",
-        description="Evaluate a model on a task.",
+        help="evaluate a checkpoint on a task's held-out sets; with --verifier, best-of-N curves",
+        description="Evaluate a model on a task: accuracy on the held-out sets (pass@k and maj@k with eval.k > 1). "
+        "With --verifier, also score N samples per problem with each verifier and plot solve rate against N for "
+        "majority vote, best-of-N by every verifier (a PRM by product, min and last step) and weighted votes, "
+        "using the unbiased estimators; PRMs also get step-label and first-error accuracy against the checker.",
     )
     p.add_argument("--model", required=True, help="HF hub id, local checkpoint directory, or builtin:<name>")
     p.add_argument("--config", help="config YAML whose task/eval/sampling sections to use (default: arithmetic)")
     p.add_argument("--out", help="output directory (default: runs/eval-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="reuse a finished evaluation in --out")
+    p.add_argument(
+        "--verifier",
+        action="append",
+        default=[],
+        metavar="KIND:PATH",
+        help="a trained verifier to select with; repeatable. KIND is orm (outcome reward model), prm (process "
+        "reward model) or implicit (a DPO-trained policy scored by its implicit reward against --reference, "
+        "V-STaR's verifier); PATH is its checkpoint, e.g. runs/vstar/round-002/orm",
+    )
+    p.add_argument(
+        "--samples",
+        metavar="JSONL",
+        help="score these graded samples from a run (e.g. runs/vstar/round-002/test_samples.jsonl) instead of "
+        "drawing new ones from --model",
+    )
+    p.add_argument("--set", help="eval set to draw samples for (default: the task's last one)")
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="samples per problem to draw (curves for N = 1, 2, 4, ... n)",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="temperature of the drawn samples")
+    p.add_argument("--reference", help="reference model of implicit verifiers (default: --model)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.set_defaults(fn=cmd_eval)
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from selfalign.config import RunConfig, TrainingConfig, validate_params
 from selfalign.errors import InputError
+from selfalign.evaluation.best_of_n import step_quality
 from selfalign.evaluation.metrics import accuracy_by_difficulty, by_problem, maj_at_k, mean_pass_at_k
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import Policy, load_policy, resolve_model_path
@@ -32,6 +33,7 @@ from selfalign.pairs import load_pairs
 from selfalign.records import read_jsonl, write_jsonl
 from selfalign.run import Run
 from selfalign.scoring.base import Scorer
+from selfalign.scoring.verifiers import ProcessScorer
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.reward import pair_accuracy
@@ -68,9 +70,9 @@ class Loop:
     def load_reward_model(self, model: str, trainable: bool = False) -> RewardModel:
         return load_reward_model(model, lora=self.cfg.model.lora if trainable else None, dtype=self.cfg.model.dtype)
 
-    def load_prm(self, model: str, trainable: bool = False) -> ProcessRewardModel:
+    def load_prm(self, model: str, trainable: bool = False, num_labels: int = 2) -> ProcessRewardModel:
         lora = self.cfg.model.lora if trainable else None
-        return load_process_reward_model(model, lora=lora, dtype=self.cfg.model.dtype)
+        return load_process_reward_model(model, num_labels, lora=lora, dtype=self.cfg.model.dtype)
 
     def model_name(self, model: str) -> str:
         """How provenance names a model: relative to the run when it is one of the run's checkpoints."""
@@ -250,6 +252,36 @@ class Loop:
         self.run.stage(stage, work)
         return read_jsonl(path)
 
+    def score_samples(
+        self, round: int, samples: list[dict], problems: list[Problem], scorers: dict[str, Callable[[], Scorer]]
+    ) -> list[dict]:
+        """Stage `round-XXX/verifier_scores`: every verifier's score of every sample, a list of step scores
+        for a process verifier. Each verifier is loaded (`scorers[name]()`) only while it scores."""
+        stage = f"{round_dir(round)}/verifier_scores"
+        path = self.run.path(round_dir(round), "verifier_scores.jsonl")
+
+        def work() -> dict:
+            by_id = {q.id: q for q in problems}
+            qs, completions = [by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples]
+            columns = {}
+            for name, make in scorers.items():
+                scorer = make()
+                process = isinstance(scorer, ProcessScorer)
+                columns[name] = scorer.step_scores(qs, completions) if process else scorer.score(qs, completions)
+            rows = [
+                {k: r[k] for k in ("id", "problem_id", "answer", "gold", "correct", "first_error")}
+                | {
+                    "n_steps": len(self.task.steps(r["completion"])),
+                    "scores": {name: col[i] for name, col in columns.items()},
+                }
+                for i, r in enumerate(samples)
+            ]
+            write_jsonl(path, rows)
+            return {"samples": len(rows), "verifiers": list(scorers)}
+
+        self.run.stage(stage, work)
+        return read_jsonl(path)
+
     def evaluate_pairs(self, round: int, model: str, pairs: list[dict], **extra: Any) -> dict:
         """Stage `round-XXX/pair_eval`: a reward model's accuracy on held-out preference pairs."""
         stage = f"{round_dir(round)}/pair_eval"
@@ -264,6 +296,28 @@ class Loop:
         summary = self.run.stage(stage, work)
         metrics = {"round": round, "model": self.model_name(model), "accuracy": {"held-out pairs": summary["accuracy"]}}
         return self._record(metrics, extra)
+
+    def evaluate_steps(self, round: int, model: str, records: list[dict], num_labels: int = 2, **extra: Any) -> dict:
+        """Stage `round-XXX/step_eval`: a PRM's step-label and first-error accuracy on held-out stepwise records
+        (a step labelled 0, as PRM800K's neutral, counts as good, as the PRM's score does)."""
+        stage = f"{round_dir(round)}/step_eval"
+        path = self.run.path(round_dir(round), "step_eval.jsonl")
+
+        def work() -> dict:
+            torch.manual_seed(self.run.seed(stage))  # a fresh head is drawn reproducibly
+            prm = self.load_prm(model, num_labels=num_labels)
+            scores = prm.step_scores([r["prompt"] for r in records], [r["completions"] for r in records])
+            rows = [{**r, "scores": s} for r, s in zip(records, scores)]
+            write_jsonl(path, rows)
+            return step_quality((r["scores"], [label not in (False, -1) for label in r["labels"]]) for r in rows)
+
+        summary = self.run.stage(stage, work)
+        metrics = {
+            "round": round,
+            "model": self.model_name(model),
+            "accuracy": {"held-out steps": summary["step_accuracy"]},
+        }
+        return self._record(metrics, {"first_error_accuracy": summary["first_error_accuracy"], **extra})
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, round: int, model: str, **extra: Any) -> dict:

@@ -9,8 +9,10 @@
                pairs get label smoothing alpha (after 20% of steps); confidence uses extrapolated
                logits (1 + lam_i) logits_theta - lam_i logits_ref (de-coupled noise detection)
 
-Baselines in the same harness: `judge: rm` (iterative DPO judged by an external reward model) with
-`refine: false`; ablations: `refine: false` (expansion only) and `lambdas: [0]` (no noise detection).
+Baselines in the same harness, with `refine: false`: `judge: rm` (iterative DPO judged by an external reward model)
+and `judge: self` (judged by the model itself as a pairwise LLM judge, both orders averaged; each iteration
+pi_{i-1} learns to judge from the same gold seed first, as Self-Rewarding LMs train on evaluation data).
+Ablations: `refine: false` (expansion only) and `lambdas: [0]` (no noise detection).
 Each round's eval row carries the judge's accuracy against the hidden gold labels.
 """
 
@@ -27,6 +29,7 @@ from selfalign.models.loading import resolve_model_path
 from selfalign.recipes.loop import Loop, annotation_accuracy
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.pairwise import PairwiseJudge, judge_records
 from selfalign.scoring.reward import RewardModelScorer
 from selfalign.tasks.base import Task
 
@@ -39,11 +42,24 @@ class SpaParams(Strict):
     k: int = Field(2, ge=2, description="responses sampled per prompt; the pair is best vs worst")
     temperature: float | None = Field(None, ge=0, description="sampling temperature (default: sampling.temperature)")
     seed_steps: int | None = Field(None, gt=0, description="steps of the seed DPO (default: training.steps)")
-    judge: Literal["implicit", "rm"] = Field("implicit", description="implicit = SPA; rm = an external reward model")
+    judge: Literal["implicit", "rm", "self"] = Field(
+        "implicit", description="implicit = SPA; rm = an external reward model; self = the model as a pairwise judge"
+    )
     judge_reference: Literal["sft", "previous"] = Field(
         "sft", description="reference of the implicit-reward judge: the SFT model (paper) or pi_{i-2}"
     )
     judge_model: str | None = Field(None, description="reward model directory when judge = rm")
+    judge_template: str = Field(
+        "{prompt}{first}:{second}:",
+        description="judge = self: the pairwise prompt, with {prompt}, {first} and {second}; the default suits the "
+        "letters testbed, a chat model wants words (e.g. 'Which response is better, A or B? ...')",
+    )
+    judge_labels: tuple[str, str] = Field(
+        ("a", "b"), description="judge = self: the verdict tokens naming the first / the second response"
+    )
+    judge_steps: int | None = Field(
+        None, gt=0, description="judge = self: SFT steps teaching pi_{i-1} to judge the seed (default training.steps)"
+    )
     refine: bool = Field(True, description="self-refinement (label smoothing of low-confidence pairs)")
     lambdas: list[float] = Field(
         [0.5, 0.25, 0.125], description="DND lambda per iteration (the last repeats); [0] turns DND off"
@@ -51,9 +67,12 @@ class SpaParams(Strict):
     refinement: RefinementConfig = Field(default_factory=RefinementConfig, description="alpha, K%, threshold")
 
     @model_validator(mode="after")
-    def _rm_needs_a_model(self) -> SpaParams:
+    def _judge_inputs(self) -> SpaParams:
         if self.judge == "rm" and not self.judge_model:
             raise ValueError("judge: rm needs judge_model (a trained reward model directory)")
+        missing = [f for f in ("{prompt}", "{first}", "{second}") if f not in self.judge_template]
+        if missing:
+            raise ValueError(f"judge_template lacks {', '.join(missing)}")
         return self
 
 
@@ -76,9 +95,13 @@ def validate(cfg: RunConfig, task: Task) -> None:
         resolve_model_path(p.judge_model)
 
 
-def make_judge(loop: Loop, p: SpaParams, model: str, previous: str) -> Scorer:
+def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, seed: list[dict]) -> Scorer:
     if p.judge == "rm":
         return RewardModelScorer(loop.load_reward_model(p.judge_model))
+    if p.judge == "self":
+        lessons = judge_records(seed, p.judge_template, p.judge_labels)
+        judge = loop.train(round, model, lessons, steps=p.judge_steps, name="judge")
+        return PairwiseJudge(loop.load(judge), p.judge_template, p.judge_labels)
     reference = loop.base if p.judge_reference == "sft" else previous
     return ImplicitRewardScorer(loop.load(model), loop.load(reference), loop.cfg.preference.beta)
 
@@ -95,7 +118,7 @@ def run(loop: Loop) -> None:
         t = i + 1
         prompts = pool[(i - 1) * p.prompts_per_iteration : i * p.prompts_per_iteration]
         samples = loop.sample(t, "samples", model, prompts, n=p.k, temperature=p.temperature, filter="pairs")
-        pairs = loop.judge(t, samples, prompts, make_judge(loop, p, model, previous))
+        pairs = loop.judge(t, samples, prompts, make_judge(loop, p, t, model, previous, seed))
         lam = p.lambdas[min(i, len(p.lambdas)) - 1]
         refinement = p.refinement.model_copy(update={"lam": lam}) if p.refine else None
         previous, model = model, loop.train(t, model, pairs, fit=partial(loop.fit_pairs, refinement=refinement))

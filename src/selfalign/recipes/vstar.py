@@ -27,20 +27,18 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict, validate_params
 from selfalign.errors import InputError
-from selfalign.evaluation.metrics import by_problem, mean_pass_at_k
-from selfalign.evaluation.selection import Candidates, selection_curve
-from selfalign.recipes.loop import Loop, round_dir
+from selfalign.evaluation.best_of_n import selection_metrics
+from selfalign.evaluation.metrics import by_problem
+from selfalign.recipes.loop import Loop
 from selfalign.recipes.star import first_correct, sft_record
-from selfalign.records import read_jsonl, write_jsonl
 from selfalign.scoring.implicit import ImplicitRewardScorer
 from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
-from selfalign.stepwise import aggregate, mc_step_labels, predicted_first_error, step_labels_from_check, step_prefixes
+from selfalign.stepwise import mc_step_labels, step_labels_from_check, step_prefixes
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.verifiers import train_orm, train_prm
 
 SUMMARY = "V-STaR: DPO verifier from self-generated correct/incorrect samples, vs ORM, PRM and PRM-MC, best-of-N."
 Verifier = Literal["vstar", "orm", "prm", "prm_mc"]
-AGGREGATES = ("product", "min", "last")
 
 
 class VStarParams(Strict):
@@ -120,8 +118,9 @@ def run(loop: Loop) -> None:
     test = p.test or list(loop.task.eval_sets())[-1]
     problems = loop.task.eval_sets()[test]
     samples = loop.sample(T, "test_samples", model, problems, n=p.n, temperature=p.test_temperature)
-    scored = score_samples(loop, T, samples, problems, scorers)
-    loop.evaluate(T, model, train_records=len(d_gen), d_ver=len(d_ver), **selection_metrics(scored, test, p.n))
+    scored = loop.score_samples(T, samples, problems, scorers)
+    selection = selection_metrics(scored, test, p.n, probabilities=["orm"])
+    loop.evaluate(T, model, train_records=len(d_gen), d_ver=len(d_ver), **selection)
 
 
 def correct_incorrect_pairs(d_ver: list[dict], per_problem: int, seed: int) -> list[dict]:
@@ -179,88 +178,3 @@ def monte_carlo_step_records(
         labels = [bool(v) for v in mc_step_labels(per_step, r["gold"], "hard")]
         records.append({"prompt": r["prompt"], "completions": steps, "labels": labels, "source": r["id"]})
     return records
-
-
-def score_samples(loop: Loop, round: int, samples: list[dict], problems: list[Problem], scorers: dict) -> list[dict]:
-    """Stage `round-XXX/verifier_scores`: every verifier's score of every test sample (PRMs: per step)."""
-    stage = f"{round_dir(round)}/verifier_scores"
-    path = loop.run.path(round_dir(round), "verifier_scores.jsonl")
-
-    def work() -> dict:
-        by_id = {q.id: q for q in problems}
-        qs, completions = [by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples]
-        columns = {}
-        for name, make in scorers.items():
-            scorer = make()
-            columns[name] = (
-                scorer.step_scores(qs, completions)
-                if isinstance(scorer, ProcessScorer)
-                else scorer.score(qs, completions)
-            )
-        rows = [
-            {k: r[k] for k in ("id", "problem_id", "answer", "gold", "correct", "first_error")}
-            | {
-                "n_steps": len(loop.task.steps(r["completion"])),
-                "scores": {name: col[i] for name, col in columns.items()},
-            }
-            for i, r in enumerate(samples)
-        ]
-        write_jsonl(path, rows)
-        return {"samples": len(rows), "verifiers": list(scorers)}
-
-    loop.run.stage(stage, work)
-    return read_jsonl(path)
-
-
-def selection_metrics(rows: list[dict], test: str, n: int) -> dict:
-    """Solve rate against N for every selection method, and the PRMs' step-level quality, on the test samples."""
-    groups = by_problem(rows)
-    ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
-
-    def curve(method: str, score=None) -> dict[int, float]:
-        cands = [
-            Candidates(
-                [r["answer"] for r in g],
-                [r["correct"] for r in g],
-                g[0]["gold"],
-                None if score is None else [score(r) for r in g],
-            )
-            for g in groups.values()
-        ]
-        return selection_curve(cands, ks, method)
-
-    curves = {
-        "pass@k (oracle)": {k: mean_pass_at_k(groups.values(), k) for k in ks},
-        "majority vote": curve("majority"),
-    }
-    verifiers = rows[0]["scores"].keys() if rows else []
-    for name in verifiers:
-        if name.startswith("prm"):
-            for how in AGGREGATES:
-                curves[f"{name} ({how})"] = curve("best_of", lambda r, name=name, how=how: _prm_score(r, name, how))
-            curves[f"{name} weighted vote"] = curve("weighted", lambda r, name=name: _prm_score(r, name, "product"))
-        else:
-            curves[name] = curve("best_of", lambda r, name=name: r["scores"][name])
-    if "orm" in verifiers:
-        curves["orm weighted vote"] = curve("weighted", lambda r: r["scores"]["orm"])
-    quality = {name: prm_quality(rows, name) for name in verifiers if name.startswith("prm")}
-    return {"selection_set": test, "best_of_n": curves, "prm_quality": quality}
-
-
-def _prm_score(row: dict, name: str, how: str) -> float:
-    steps = row["scores"][name]
-    return aggregate(steps, how) if steps else 0.0
-
-
-def prm_quality(rows: list[dict], name: str) -> dict:
-    """Step-label accuracy (the checker's labels up to the first error, threshold 0.5) and first-error accuracy
-    (the first step scored below 0.5 is the first wrong step, or neither exists) over the test samples."""
-    hits = total = first = 0
-    for r in rows:
-        scores = r["scores"][name]
-        labels = step_labels_from_check(r["n_steps"], r["first_error"], "binary")
-        gold_first = labels.index(False) if False in labels else None
-        hits += sum((s >= 0.5) == lab for s, lab in zip(scores, labels))
-        total += len(labels)
-        first += predicted_first_error(scores) == gold_first
-    return {"step_accuracy": hits / max(1, total), "first_error_accuracy": first / max(1, len(rows))}

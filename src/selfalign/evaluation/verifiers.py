@@ -1,0 +1,89 @@
+"""`selfalign eval --verifier`: score N samples per problem with trained verifiers and read out best-of-N curves.
+
+The samples are either drawn from the evaluated model or taken from a run (any samples JSONL a recipe wrote,
+e.g. `round-002/test_samples.jsonl`), so verifiers trained in one run can be compared on another's samples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, get_args
+
+from selfalign.errors import InputError
+from selfalign.evaluation.best_of_n import selection_metrics
+from selfalign.models.loading import resolve_model_path
+from selfalign.recipes.loop import Loop
+from selfalign.records import iter_jsonl
+from selfalign.scoring.base import Scorer
+from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
+from selfalign.tasks.base import Problem
+
+Kind = Literal["orm", "prm", "implicit"]
+KINDS: tuple[str, ...] = get_args(Kind)
+SAMPLE_FIELDS = ("problem_id", "prompt", "completion", "answer", "gold", "correct", "first_error")
+
+
+def parse_verifiers(specs: list[str]) -> dict[str, tuple[Kind, str]]:
+    """`KIND:PATH` specs -> {name: (kind, resolved path)}; a repeated kind is named kind-2, kind-3, ..."""
+    out, seen = {}, Counter()
+    for spec in specs:
+        kind, sep, path = spec.partition(":")
+        if not sep or kind not in KINDS or not path:
+            msg = f"expected KIND:PATH with KIND one of {', '.join(KINDS)}, got {spec!r}"
+            raise InputError("<command line>", msg, field="--verifier")
+        seen[kind] += 1
+        out[kind if seen[kind] == 1 else f"{kind}-{seen[kind]}"] = (kind, resolve_model_path(path))
+    return out
+
+
+def read_samples(path: str | Path) -> tuple[list[dict], list[Problem]]:
+    """A run's graded samples and the problems they answer (rebuilt from the records: id, prompt, gold)."""
+    rows = [rec for _, rec in iter_jsonl(path, required=SAMPLE_FIELDS)]
+    if not rows:
+        raise InputError(path, "no samples")
+    problems = {r["problem_id"]: Problem(r["problem_id"], r["prompt"], r["gold"]) for r in rows}
+    return rows, list(problems.values())
+
+
+Factories = dict[str, Callable[[], Scorer]]
+
+
+def scorer_factories(loop: Loop, verifiers: dict[str, tuple[Kind, str]], reference: str) -> Factories:
+    def make(kind: Kind, path: str) -> Callable[[], Scorer]:
+        if kind == "orm":
+            return lambda: OutcomeScorer(loop.load_reward_model(path))
+        if kind == "prm":
+            return lambda: ProcessScorer(loop.load_prm(path), loop.task)
+        return lambda: ImplicitRewardScorer(loop.load(path), loop.load(reference), beta=1.0)
+
+    return {name: make(kind, path) for name, (kind, path) in verifiers.items()}
+
+
+def verifier_eval(
+    loop: Loop,
+    verifiers: dict[str, tuple[Kind, str]],
+    reference: str,
+    samples: str | None,
+    test: str | None,
+    n: int,
+    temperature: float,
+) -> dict:
+    """Best-of-N metrics (see `selection_metrics`) of `verifiers` on a run's samples, or on n fresh samples per
+    problem of eval set `test` (default: the last) from the evaluated model at `temperature`."""
+    if samples is not None:
+        rows, problems = read_samples(samples)
+        label = test or Path(samples).stem
+        n = min(Counter(r["problem_id"] for r in rows).values())
+    else:
+        sets = loop.task.eval_sets()
+        label = test or list(sets)[-1]
+        if label not in sets:
+            raise InputError("<command line>", f"no eval set '{label}' (have: {', '.join(sets)})", field="--set")
+        problems = sets[label]
+        rows = loop.sample(0, "test_samples", loop.base, problems, n=n, temperature=temperature)
+    scored = loop.score_samples(0, rows, problems, scorer_factories(loop, verifiers, reference))
+    probabilities = [name for name, (kind, _) in verifiers.items() if kind == "orm"]
+    return {"samples": samples or "round-000/test_samples.jsonl"} | selection_metrics(scored, label, n, probabilities)

@@ -1,0 +1,51 @@
+"""Process reward model from stepwise data (Lightman et al. 2023), in TRL's stepwise format.
+
+    D = {(x, [s_1 .. s_n], [l_1 .. l_n])}          binary, or PRM800K's ternary -1/0/+1, labels
+    PRM = token-classification head on the SFT model, read at the last token of each step
+    minimise the mean cross-entropy over the labelled step positions
+
+Reports step-label and first-error accuracy on held-out stepwise records before (fresh head) and after training.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal
+
+from pydantic import Field
+
+from selfalign.config import RunConfig, Strict, validate_params
+from selfalign.recipes.loop import Loop
+from selfalign.stepwise import load_stepwise
+from selfalign.tasks.base import Task
+from selfalign.training.verifiers import train_prm
+
+SUMMARY = "Process reward model from stepwise records (binary or PRM800K ternary); held-out step accuracy."
+CLASSES = {"binary": 2, "ternary": 3}
+
+
+class PrmParams(Strict):
+    data: str = Field(description="training records: stepwise JSONL (prompt, completions = steps, labels)")
+    eval_data: str = Field(description="held-out stepwise JSONL, scored before and after training")
+    label_kind: Literal["binary", "ternary"] = Field(
+        "binary", description="binary (true/false or 1/0) or ternary (-1/0/1, PRM800K) step labels"
+    )
+
+
+PARAMS = PrmParams
+
+
+def validate(cfg: RunConfig, task: Task) -> None:
+    p = validate_params(PARAMS, cfg)
+    load_stepwise(p.data, p.label_kind)
+    load_stepwise(p.eval_data, p.label_kind)
+
+
+def run(loop: Loop) -> None:
+    p = loop.params(PARAMS)
+    classes = CLASSES[p.label_kind]
+    train, test = load_stepwise(p.data, p.label_kind), load_stepwise(p.eval_data, p.label_kind)
+    loop.evaluate_steps(0, loop.base, test, num_labels=classes)
+    fit = partial(train_prm, label_kind=p.label_kind)
+    prm = loop.train(1, loop.base, train, fit=fit, load=partial(loop.load_prm, num_labels=classes), name="prm")
+    loop.evaluate_steps(1, prm, test, num_labels=classes, train_records=len(train))
