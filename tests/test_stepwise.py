@@ -14,6 +14,7 @@ from selfalign.stepwise import (
     IGNORE,
     aggregate,
     encode_stepwise,
+    good_steps,
     load_stepwise,
     mc_step_labels,
     predicted_first_error,
@@ -107,6 +108,11 @@ def test_step_labels_from_arithmetic_check_stop_at_first_error():
     assert step_labels_from_check(first.n_steps, first.first_error, "binary") == [False]
     with pytest.raises(ValueError):
         step_labels_from_check(3, 4, "binary")
+
+
+def test_good_steps_counts_ternary_neutral_as_good():
+    assert good_steps([True, False, 1, 0], "binary") == [True, False, True, False]
+    assert good_steps([1, 0, -1, 0], "ternary") == [True, True, False, True]
 
 
 def test_checker_labels_round_trip_through_load_stepwise(tmp_path):

@@ -30,6 +30,7 @@ FIELDS = ("prompt", "completions", "labels")
 # the value of a correct / the first incorrect step, per label kind
 POSITIVE = {"binary": True, "ternary": 1, "soft": 1.0}
 NEGATIVE = {"binary": False, "ternary": -1, "soft": 0.0}
+CLASSES = {"binary": 2, "ternary": 3}  # token-classification head sizes; soft labels have no classes
 
 
 def _check_kind(label_kind: str) -> None:
@@ -103,6 +104,12 @@ def step_labels_from_check(n_steps: int, first_error: int | None, label_kind: La
     if first_error is None or first_error == n_steps:
         return [POSITIVE[label_kind]] * n_steps
     return [POSITIVE[label_kind]] * first_error + [NEGATIVE[label_kind]]
+
+
+def good_steps(labels: Sequence, label_kind: Literal["binary", "ternary"]) -> list[bool]:
+    """Which steps count as good: all but the negative label, so PRM800K's neutral 0 is good, as the PRM's score
+    1 - P(bad) treats it. (Compared by value, not membership in a tuple: 0 == False would make neutral bad.)"""
+    return [label != NEGATIVE[label_kind] for label in labels]
 
 
 def step_prefixes(steps: list[str], sep: str = " ") -> list[str]:

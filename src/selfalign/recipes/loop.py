@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -34,6 +34,7 @@ from selfalign.records import read_jsonl, write_jsonl
 from selfalign.run import Run
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.verifiers import ProcessScorer
+from selfalign.stepwise import CLASSES, good_steps
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.reward import pair_accuracy
@@ -297,7 +298,9 @@ class Loop:
         metrics = {"round": round, "model": self.model_name(model), "accuracy": {"held-out pairs": summary["accuracy"]}}
         return self._record(metrics, extra)
 
-    def evaluate_steps(self, round: int, model: str, records: list[dict], num_labels: int = 2, **extra: Any) -> dict:
+    def evaluate_steps(
+        self, round: int, model: str, records: list[dict], label_kind: Literal["binary", "ternary"], **extra: Any
+    ) -> dict:
         """Stage `round-XXX/step_eval`: a PRM's step-label and first-error accuracy on held-out stepwise records
         (a step labelled 0, as PRM800K's neutral, counts as good, as the PRM's score does)."""
         stage = f"{round_dir(round)}/step_eval"
@@ -305,11 +308,11 @@ class Loop:
 
         def work() -> dict:
             torch.manual_seed(self.run.seed(stage))  # a fresh head is drawn reproducibly
-            prm = self.load_prm(model, num_labels=num_labels)
+            prm = self.load_prm(model, num_labels=CLASSES[label_kind])
             scores = prm.step_scores([r["prompt"] for r in records], [r["completions"] for r in records])
             rows = [{**r, "scores": s} for r, s in zip(records, scores)]
             write_jsonl(path, rows)
-            return step_quality((r["scores"], [label not in (False, -1) for label in r["labels"]]) for r in rows)
+            return step_quality((r["scores"], good_steps(r["labels"], label_kind)) for r in rows)
 
         summary = self.run.stage(stage, work)
         metrics = {

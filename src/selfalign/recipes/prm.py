@@ -16,12 +16,11 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict, validate_params
 from selfalign.recipes.loop import Loop
-from selfalign.stepwise import load_stepwise
+from selfalign.stepwise import CLASSES, load_stepwise
 from selfalign.tasks.base import Task
 from selfalign.training.verifiers import train_prm
 
 SUMMARY = "Process reward model from stepwise records (binary or PRM800K ternary); held-out step accuracy."
-CLASSES = {"binary": 2, "ternary": 3}
 
 
 class PrmParams(Strict):
@@ -43,9 +42,9 @@ def validate(cfg: RunConfig, task: Task) -> None:
 
 def run(loop: Loop) -> None:
     p = loop.params(PARAMS)
-    classes = CLASSES[p.label_kind]
     train, test = load_stepwise(p.data, p.label_kind), load_stepwise(p.eval_data, p.label_kind)
-    loop.evaluate_steps(0, loop.base, test, num_labels=classes)
+    loop.evaluate_steps(0, loop.base, test, p.label_kind)
     fit = partial(train_prm, label_kind=p.label_kind)
-    prm = loop.train(1, loop.base, train, fit=fit, load=partial(loop.load_prm, num_labels=classes), name="prm")
-    loop.evaluate_steps(1, prm, test, num_labels=classes, train_records=len(train))
+    load = partial(loop.load_prm, num_labels=CLASSES[p.label_kind])
+    prm = loop.train(1, loop.base, train, fit=fit, load=load, name="prm")
+    loop.evaluate_steps(1, prm, test, p.label_kind, train_records=len(train))
