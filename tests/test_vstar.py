@@ -105,13 +105,14 @@ def test_eval_verifier_bad_input_is_named(vstar_run, tmp_path, capsys):
     assert main([*base, "--verifier", "rm:somewhere"]) == 2
     assert "--verifier" in capsys.readouterr().err
     bad = tmp_path / "samples.jsonl"
-    rows = read_jsonl(vstar_run / "round-002" / "test_samples.jsonl")[:2]
-    del rows[1]["gold"]
-    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main([*base, "--verifier", f"orm:{vstar_run / 'round-002' / 'orm'}", "--samples", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "samples.jsonl" in err and "line 2" in err and "gold" in err
-    assert not (tmp_path / "ev").exists()
+    for missing in ("gold", "id"):  # id: the scores are keyed by it
+        rows = read_jsonl(vstar_run / "round-002" / "test_samples.jsonl")[:2]
+        del rows[1][missing]
+        bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        assert main([*base, "--verifier", f"orm:{vstar_run / 'round-002' / 'orm'}", "--samples", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "samples.jsonl" in err and "line 2" in err and f"field '{missing}'" in err
+        assert not (tmp_path / "ev").exists()
 
 
 def test_prm_reads_one_score_per_step_at_the_separator(tiny_model_dir):

@@ -85,12 +85,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, overrides, base={"recipe": "eval"} if args.config is None else None)
     verifiers = parse_verifiers(args.verifier)
     reference = resolve_model_path(args.reference or args.model)
-    if args.samples is not None:
-        read_samples(args.samples)  # bad input fails before the run directory exists
+    samples = None if args.samples is None else read_samples(args.samples)  # fails before the run dir exists
     loop = _loop(cfg, args.resume, args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     extra = {}
     if verifiers:
-        extra = verifier_eval(loop, verifiers, reference, args.samples, args.set, args.n, args.temperature)
+        extra = verifier_eval(loop, verifiers, reference, samples, args.set, args.n, args.temperature)
     loop.evaluate(0, loop.base, **extra)
     _finish(loop)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -23,7 +24,7 @@ from selfalign.tasks.base import Problem
 
 Kind = Literal["orm", "prm", "implicit"]
 KINDS: tuple[str, ...] = get_args(Kind)
-SAMPLE_FIELDS = ("problem_id", "prompt", "completion", "answer", "gold", "correct", "first_error")
+SAMPLE_FIELDS = ("id", "problem_id", "prompt", "completion", "answer", "gold", "correct", "first_error")
 
 
 def parse_verifiers(specs: list[str]) -> dict[str, tuple[Kind, str]]:
@@ -39,13 +40,21 @@ def parse_verifiers(specs: list[str]) -> dict[str, tuple[Kind, str]]:
     return out
 
 
-def read_samples(path: str | Path) -> tuple[list[dict], list[Problem]]:
-    """A run's graded samples and the problems they answer (rebuilt from the records: id, prompt, gold)."""
+@dataclass(frozen=True)
+class Samples:
+    """A run's graded samples, and the problems they answer (rebuilt from the records: id, prompt, gold)."""
+
+    path: str
+    rows: list[dict]
+    problems: list[Problem]
+
+
+def read_samples(path: str) -> Samples:
     rows = [rec for _, rec in iter_jsonl(path, required=SAMPLE_FIELDS)]
     if not rows:
         raise InputError(path, "no samples")
     problems = {r["problem_id"]: Problem(r["problem_id"], r["prompt"], r["gold"]) for r in rows}
-    return rows, list(problems.values())
+    return Samples(path, rows, list(problems.values()))
 
 
 Factories = dict[str, Callable[[], Scorer]]
@@ -62,11 +71,16 @@ def scorer_factories(loop: Loop, verifiers: dict[str, tuple[Kind, str]], referen
     return {name: make(kind, path) for name, (kind, path) in verifiers.items()}
 
 
+def outcome_verifiers(verifiers: dict[str, tuple[Kind, str]]) -> list[str]:
+    """The verifiers whose scores are probabilities (ORMs), so they can weight a vote."""
+    return [name for name, (kind, _) in verifiers.items() if kind == "orm"]
+
+
 def verifier_eval(
     loop: Loop,
     verifiers: dict[str, tuple[Kind, str]],
     reference: str,
-    samples: str | None,
+    samples: Samples | None,
     test: str | None,
     n: int,
     temperature: float,
@@ -74,8 +88,8 @@ def verifier_eval(
     """Best-of-N metrics (see `selection_metrics`) of `verifiers` on a run's samples, or on n fresh samples per
     problem of eval set `test` (default: the last) from the evaluated model at `temperature`."""
     if samples is not None:
-        rows, problems = read_samples(samples)
-        label = test or Path(samples).stem
+        rows, problems = samples.rows, samples.problems
+        label = test or Path(samples.path).stem
         n = min(Counter(r["problem_id"] for r in rows).values())
     else:
         sets = loop.task.eval_sets()
@@ -85,5 +99,5 @@ def verifier_eval(
         problems = sets[label]
         rows = loop.sample(0, "test_samples", loop.base, problems, n=n, temperature=temperature)
     scored = loop.score_samples(0, rows, problems, scorer_factories(loop, verifiers, reference))
-    probabilities = [name for name, (kind, _) in verifiers.items() if kind == "orm"]
-    return {"samples": samples or "round-000/test_samples.jsonl"} | selection_metrics(scored, label, n, probabilities)
+    source = samples.path if samples is not None else "round-000/test_samples.jsonl"
+    return {"samples": source} | selection_metrics(scored, label, n, outcome_verifiers(verifiers))

@@ -29,10 +29,9 @@ from selfalign.config import RunConfig, Strict, validate_params
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
+from selfalign.evaluation.verifiers import Kind, outcome_verifiers, scorer_factories
 from selfalign.recipes.loop import Loop
 from selfalign.recipes.star import first_correct, sft_record
-from selfalign.scoring.implicit import ImplicitRewardScorer
-from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
 from selfalign.stepwise import mc_step_labels, step_labels_from_check, step_prefixes
 from selfalign.tasks.base import Problem, Task
 from selfalign.training.verifiers import train_orm, train_prm
@@ -84,7 +83,7 @@ def run(loop: Loop) -> None:
         loop.evaluate(t, model, train_records=len(d_gen), d_ver=len(d_ver))
 
     T = p.iterations
-    scorers = {}
+    trained: dict[str, tuple[Kind, str]] = {}  # verifier name -> (kind, checkpoint)
     if "vstar" in p.verifiers:
         path = loop.train(
             T,
@@ -94,7 +93,7 @@ def run(loop: Loop) -> None:
             fit=loop.fit_pairs,
             name="vstar",
         )
-        scorers["vstar"] = lambda path=path: ImplicitRewardScorer(loop.load(path), loop.load(sft), beta=1.0)
+        trained["vstar"] = ("implicit", path)
     if "orm" in p.verifiers:
         path = loop.train(
             T,
@@ -105,21 +104,21 @@ def run(loop: Loop) -> None:
             load=loop.load_reward_model,
             name="orm",
         )
-        scorers["orm"] = lambda path=path: OutcomeScorer(loop.load_reward_model(path))
+        trained["orm"] = ("orm", path)
     if "prm" in p.verifiers:
         records = [checker_step_record(loop.task, r) for r in d_ver]
         path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm")
-        scorers["prm"] = lambda path=path: ProcessScorer(loop.load_prm(path), loop.task)
+        trained["prm"] = ("prm", path)
     if "prm_mc" in p.verifiers:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
         path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm_mc")
-        scorers["prm_mc"] = lambda path=path: ProcessScorer(loop.load_prm(path), loop.task)
+        trained["prm_mc"] = ("prm", path)
 
     test = p.test or list(loop.task.eval_sets())[-1]
     problems = loop.task.eval_sets()[test]
     samples = loop.sample(T, "test_samples", model, problems, n=p.n, temperature=p.test_temperature)
-    scored = loop.score_samples(T, samples, problems, scorers)
-    selection = selection_metrics(scored, test, p.n, probabilities=["orm"])
+    scored = loop.score_samples(T, samples, problems, scorer_factories(loop, trained, reference=sft))
+    selection = selection_metrics(scored, test, p.n, probabilities=outcome_verifiers(trained))
     loop.evaluate(T, model, train_records=len(d_gen), d_ver=len(d_ver), **selection)
 
 
