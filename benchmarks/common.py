@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from pathlib import Path
 
@@ -22,3 +23,11 @@ def run(config: str | Path, out: Path, seed: int, overrides: list[str]) -> list[
 def spread(xs: list[float], fmt: str = "{:.1%}") -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
+
+
+def testbed_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """The options every testbed benchmark takes: --seeds and --out (a finished run there is reused)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed and system")
+    ap.add_argument("--out", type=Path, default=Path(out), help="runs go here; a finished run is reused")
+    return ap

@@ -12,10 +12,7 @@ configs/reward_letters.yaml) with the overrides shown; the run directories stay 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import run, spread
+from common import run, spread, testbed_parser
 
 DPO = {
     "DPO, all 4000 gold pairs": ["params.data=all"],
@@ -34,9 +31,7 @@ def change(rows: list[list[dict]], key: str, fmt: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-preference"))
+    ap = testbed_parser(__doc__, "runs/bench-preference")
     args = ap.parse_args()
     lines = [
         f"seeds {args.seeds}; mean ± sd",

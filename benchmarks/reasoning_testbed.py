@@ -16,10 +16,9 @@ on the same held-out sets (100 sums each of 4-7 digits, greedy decoding).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import ROOT, run, spread
+from common import ROOT, run, spread, testbed_parser
 
 DEMO = ROOT / "src" / "selfalign" / "configs" / "demo.yaml"
 DIGITS = ["4", "5", "6", "7"]
@@ -52,9 +51,7 @@ def row(label: str, rows: list[list[dict]], rnd: int, dirs: list[Path]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-reasoning"))
+    ap = testbed_parser(__doc__, "runs/bench-reasoning")
     args = ap.parse_args()
     lines = [
         f"seeds {args.seeds}; held-out greedy accuracy, mean ± sd",

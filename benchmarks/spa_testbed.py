@@ -16,13 +16,13 @@ Per system and round: gold win rate vs SFT, the judge's accuracy against the hid
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import run, spread
+from common import run, spread, testbed_parser
 
 from selfalign.config import LettersTaskConfig
 from selfalign.models.loading import load_policy
+from selfalign.recipes.spa import SpaParams
 from selfalign.scoring.pairwise import PairwiseJudge
 from selfalign.tasks.letters import LettersTask
 
@@ -37,7 +37,8 @@ SYSTEMS = {
 
 def self_judge_accuracy(run_dir: Path) -> float:
     """How often iteration 1's self-judge prefers the gold-chosen response of a held-out gold pair."""
-    judge = PairwiseJudge(load_policy(str(run_dir / "round-002" / "judge")), "{prompt}{first}:{second}:", ("a", "b"))
+    params = SpaParams.model_validate({})  # the runs use the default judge prompt and verdict labels
+    judge = PairwiseJudge(load_policy(str(run_dir / "round-002" / "judge")), params.judge_template, params.judge_labels)
     pairs = LettersTask(LettersTaskConfig(name="letters", n_eval=200)).eval_pairs
     chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
     prefs = judge.preferences([p["prompt"] for p in pairs], chosen, rejected)
@@ -45,9 +46,7 @@ def self_judge_accuracy(run_dir: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-spa"))
+    ap = testbed_parser(__doc__, "runs/bench-spa")
     ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="a subset to run")
     args = ap.parse_args()
     rm_acc = []

@@ -11,18 +11,13 @@ same D_VER and scores the same 64 samples per problem; solve rates for N = 1..64
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import run, spread
+from common import run, spread, testbed_parser
 
 NS = ["1", "4", "16", "64"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-verifiers"))
+    ap = testbed_parser(__doc__, "runs/bench-verifiers")
     args = ap.parse_args()
     last = [run("vstar.yaml", args.out / f"vstar-s{s}", s, [])[-1] for s in args.seeds]
     lines = [
