@@ -14,6 +14,7 @@ from __future__ import annotations
 from common import run, spread, testbed_parser
 
 NS = ["1", "4", "16", "64"]
+QUALITY = [("step_accuracy", "{:.1%}"), ("first_error_accuracy", "{:.1%}"), ("step_auc", "{:.3f}")]
 
 
 def main() -> None:
@@ -30,12 +31,14 @@ def main() -> None:
         lines.append(
             f"| {method} | " + " | ".join(spread([r["best_of_n"][method][n] for r in last]) for n in NS) + " |"
         )
-    lines += ["", "| PRM | step-label accuracy | first-error accuracy |", "|---|---|---|"]
+    lines += ["", "| verifier | AUC, correct against incorrect test samples |", "|---|---|"]
+    for name in last[0]["verifier_auc"]:
+        lines.append(f"| {name} | {spread([r['verifier_auc'][name] for r in last], '{:.3f}')} |")
+    lines += ["", "| PRM | step-label accuracy | first-error accuracy | step AUC |", "|---|---|---|---|"]
     for name in last[0]["prm_quality"]:
         q = [r["prm_quality"][name] for r in last]
-        lines.append(
-            f"| {name} | {spread([x['step_accuracy'] for x in q])} | {spread([x['first_error_accuracy'] for x in q])} |"
-        )
+        cells = [spread([x[key] for x in q], fmt) for key, fmt in QUALITY]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     acc = [r["accuracy"] for r in last]
     lines += [
         "",

@@ -5,7 +5,7 @@ from math import comb
 import pytest
 
 from selfalign.evaluation.metrics import majority
-from selfalign.evaluation.selection import Candidates, best_of_k, selection_curve, vote_at_k
+from selfalign.evaluation.selection import Candidates, auc, best_of_k, selection_curve, vote_at_k
 
 
 def brute_force_best_of_k(scores: list[float], correct: list[bool], k: int) -> float:
@@ -44,6 +44,23 @@ def brute_force_weighted_vote_at_k(answers: list[str | None], weights: list[floa
         winners = [a for a, t in totals.items() if t == max(totals.values())]
         values.append(winners.count(gold) / len(winners))
     return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_auc_is_the_share_of_correct_incorrect_pairs_ranked_right(seed):
+    rng = random.Random(seed)
+    scores = [rng.choice([0.1, 0.5, 0.9, rng.random()]) for _ in range(12)]  # ties count half
+    correct = [i % 3 == 0 for i in range(12)]
+    pairs = [(p, q) for p, cp in zip(scores, correct) if cp for q, cq in zip(scores, correct) if not cq]
+    expected = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p, q in pairs) / len(pairs)
+    assert abs(auc(scores, correct) - expected) < 1e-12
+
+
+def test_auc_edges():
+    assert auc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
+    assert auc([0.5, 0.5], [True, False]) == 0.5
+    assert auc([0.5, 0.7], [True, True]) is None
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from selfalign.errors import InputError
+from selfalign.evaluation.best_of_n import step_quality
 from selfalign.models.tokenizer import char_tokenizer
 from selfalign.records import write_jsonl
 from selfalign.stepwise import (
@@ -203,6 +204,15 @@ def test_predicted_first_error():
     assert predicted_first_error([0.9, 0.4, 0.2], threshold=0.3) == 2
     assert predicted_first_error([0.9, 0.5, 0.6]) is None  # a score at the threshold is not an error
     assert predicted_first_error([]) is None
+
+
+def test_step_quality_by_hand():
+    # labels run up to the first error; scores past them are not judged
+    solutions = [([0.9, 0.3, 0.8], [True, False]), ([0.7, 0.6], [True, True]), ([0.2], [True])]
+    q = step_quality(solutions)
+    assert q["step_accuracy"] == pytest.approx(4 / 5)  # only 0.2 on a good step is wrong
+    assert q["first_error_accuracy"] == pytest.approx(2 / 3)  # the third has no error but is predicted one at 0
+    assert q["step_auc"] == pytest.approx(3 / 4)  # good steps 0.9, 0.7, 0.6, 0.2 against the bad step's 0.3
 
 
 # --- load_stepwise -------------------------------------------------------------------------------------------

@@ -218,3 +218,23 @@ def test_prm_recipe_names_a_bad_stepwise_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.jsonl, line 3: field 'labels'" in err and "labels for" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_verifier_batches_are_not_length_grouped(tiny_model_dir, monkeypatch):
+    """Stepwise records end at their first error, so length-sorted batches would be label-sorted."""
+    from selfalign.config import TrainingConfig
+    from selfalign.models.reward import load_reward_model
+    from selfalign.training import trainer
+    from selfalign.training.verifiers import train_orm, train_prm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("verifier training must not group batches by length")
+
+    monkeypatch.setattr(trainer, "LengthGroupedBatchSampler", refuse)
+    cfg = TrainingConfig(steps=1, batch_size=2, group_by_length=True)
+    p = make_problem(123, 456, random.Random(0))
+    steps = solution_steps(p)
+    stepwise = [{"prompt": p.prompt, "completions": steps[:n], "labels": [True] * n} for n in (1, 2, 3)]
+    train_prm(load_process_reward_model(str(tiny_model_dir)), stepwise, cfg, None)
+    outcomes = [{"prompt": p.prompt, "completion": " ".join(steps[:n]), "correct": n == 3} for n in (1, 2, 3)]
+    train_orm(load_reward_model(str(tiny_model_dir)), outcomes, cfg, None)

@@ -90,7 +90,9 @@ class TrainingConfig(Strict):
     )
     log_every: int = Field(10, gt=0)
     group_by_length: bool = Field(
-        True, description="batch examples of similar length together (less padding, same data per epoch)"
+        True,
+        description="batch examples of similar length together (less padding, same data per epoch); verifier"
+        " training ignores it, since its labels depend on length",
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from selfalign.evaluation.metrics import by_problem, mean_pass_at_k
-from selfalign.evaluation.selection import Candidates, Method, selection_curve
+from selfalign.evaluation.selection import Candidates, Method, auc, selection_curve
 from selfalign.stepwise import aggregate, predicted_first_error, step_labels_from_check
 
 AGGREGATES = ("product", "min", "last")
@@ -29,7 +29,8 @@ def is_process(rows: list[dict], name: str) -> bool:
 def selection_metrics(rows: list[dict], test: str, n: int, probabilities: Collection[str] = ()) -> dict:
     """Solve rate against N for the pass@k oracle, majority vote, best-of-N by every verifier (a PRM by each
     aggregate) and the votes weighted by a PRM's product or by the outcome verifiers named in `probabilities`
-    (those whose scores are probabilities); plus each PRM's step-level quality."""
+    (those whose scores are probabilities); each verifier's AUC at telling correct samples from incorrect ones,
+    pooled over all samples (a PRM by its product); and each PRM's step-level quality."""
     groups = by_problem(rows)
     ks = curve_ks(n)
 
@@ -60,7 +61,13 @@ def selection_metrics(rows: list[dict], test: str, n: int, probabilities: Collec
             if name in probabilities:
                 curves[f"{name} weighted vote"] = curve("weighted", lambda r, name=name: r["scores"][name])
     quality = {name: prm_quality(rows, name) for name in verifiers if is_process(rows, name)}
-    return {"selection_set": test, "best_of_n": curves, "prm_quality": quality}
+    correct = [r["correct"] for r in rows]
+
+    def solution_score(r: dict, name: str) -> float:
+        return prm_score(r, name, "product") if is_process(rows, name) else r["scores"][name]
+
+    aucs = {name: auc([solution_score(r, name) for r in rows], correct) for name in verifiers}
+    return {"selection_set": test, "best_of_n": curves, "verifier_auc": aucs, "prm_quality": quality}
 
 
 def prm_score(row: dict, name: str, how: str) -> float:
@@ -76,13 +83,22 @@ def prm_quality(rows: list[dict], name: str) -> dict:
 
 
 def step_quality(solutions: Iterable[tuple[Sequence[float], Sequence[bool]]]) -> dict:
-    """Step-label accuracy (a step scored >= 0.5 is predicted good) and first-error accuracy (the first step scored
-    below 0.5 is the first step labelled bad, or neither exists) over (step scores, good/bad step labels) pairs."""
+    """Step-label accuracy (a step scored >= 0.5 is predicted good), first-error accuracy (the first step scored
+    below 0.5 is the first step labelled bad, or neither exists) and step AUC (how well step scores rank good steps
+    above bad ones, whatever the threshold) over (step scores, good/bad step labels) pairs."""
     hits = total = first = solved = 0
+    step_scores: list[float] = []
+    step_good: list[bool] = []
     for scores, labels in solutions:
+        step_scores += scores[: len(labels)]
+        step_good += [bool(good) for good in labels[: len(scores)]]
         gold_first = next((i for i, good in enumerate(labels) if not good), None)
         hits += sum((s >= 0.5) == bool(good) for s, good in zip(scores, labels))
         total += len(labels)
         first += predicted_first_error(scores) == gold_first
         solved += 1
-    return {"step_accuracy": hits / max(1, total), "first_error_accuracy": first / max(1, solved)}
+    return {
+        "step_accuracy": hits / max(1, total),
+        "first_error_accuracy": first / max(1, solved),
+        "step_auc": auc(step_scores, step_good),
+    }

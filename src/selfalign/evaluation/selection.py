@@ -8,6 +8,7 @@ uniform random tie-breaking, which keeps every result independent of the order t
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
@@ -35,6 +36,18 @@ class Candidates:
         n = len(self.answers)
         if len(self.correct) != n or (self.scores is not None and len(self.scores) != n):
             raise ValueError("answers, correct and scores must have one entry per sample")
+
+
+def auc(scores: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """Area under the ROC curve of `scores` separating correct from incorrect samples (the Mann-Whitney statistic,
+    ties count half): the chance that a random correct sample outscores a random incorrect one. 0.5 is a verifier
+    that knows nothing; None when one class is empty."""
+    pos = [s for s, c in zip(scores, correct) if c]
+    neg = sorted(s for s, c in zip(scores, correct) if not c)
+    if not pos or not neg:
+        return None
+    wins = sum(bisect.bisect_left(neg, s) + bisect.bisect_right(neg, s) for s in pos) / 2
+    return wins / (len(pos) * len(neg))
 
 
 def best_of_k(scores: Sequence[float], correct: Sequence[bool], k: int) -> float:

@@ -47,6 +47,13 @@ def write_report(run_dir: str | Path) -> Path:
             bon = plot_best_of_n(r["best_of_n"], run_dir / f"best_of_n_round{r['round']}.png", title=title)
             extra += f'<h2>Best-of-N, round {r["round"]}</h2><img src="data:image/png;base64,'
             extra += base64.b64encode(bon.read_bytes()).decode() + '" alt="solve rate against N">'
+            aucs = "".join(
+                f"<tr><td>{html.escape(name)}</td><td>{'' if v is None else f'{v:.3f}'}</td></tr>"
+                for name, v in r.get("verifier_auc", {}).items()
+            )
+            if aucs:
+                head_row = "<tr><th>verifier</th><th>AUC, correct against incorrect samples</th></tr>"
+                extra += f"<table>{head_row}{aucs}</table>"
 
     recipe = yaml.safe_load(config).get("recipe", "") if config else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign run {html.escape(run_dir.name)}</title>

@@ -198,7 +198,7 @@ def train_and_save(
     seed: int,
     steps: int | None,
     desc: str,
-    lengths: list[int],
+    lengths: list[int] | None,
 ) -> list[dict]:
     """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`."""
     policy.model, log = train_loop(policy.model, data, collate, compute_loss, cfg, seed, steps, desc, lengths)
