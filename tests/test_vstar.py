@@ -31,6 +31,7 @@ def vstar_run(tmp_path_factory):
         "params.iterations=2",
         "params.k=3",
         "params.verifier_steps=4",
+        "params.verifier_lr=1e-4",
         "params.mc_solutions=4",
         "params.mc_rollouts=2",
         "params.n=4",
@@ -53,6 +54,8 @@ def test_vstar_writes_d_ver_verifiers_scores_and_curves(vstar_run):
         assert stage in manifest, stage
     for v in VERIFIERS:
         assert (out / "round-002" / v / "config.json").is_file(), v
+        assert manifest[f"round-002/{v}"]["summary"]["lr"] == 1e-4, v  # params.verifier_lr, not training.lr
+    assert manifest["round-001/train"]["summary"]["lr"] != 1e-4
     # D_VER is every sample of every round; the verifiers train on the union.
     d_ver = read_jsonl(out / "round-001" / "samples.jsonl") + read_jsonl(out / "round-002" / "samples.jsonl")
     assert len(d_ver) == 2 * 12 * 3

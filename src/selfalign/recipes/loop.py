@@ -165,28 +165,31 @@ class Loop:
         fit: Fit | None = None,
         load: Callable[..., Policy] | None = None,
         name: str = "train",
+        lr: float | None = None,
     ) -> str:
         """Stage `round-XXX/<name>`: write <name>.jsonl, fine-tune `init` on it, return the checkpoint path
         (`checkpoint`, or `<name>` when a round trains several models).
 
-        `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs) and `load` how
-        `init` is loaded (a causal LM by default; `load_reward_model` for a reward model).
+        `fit` is the trainer (SFT by default; `self.fit_pairs` for preference pairs), `load` how
+        `init` is loaded (a causal LM by default; `load_reward_model` for a reward model) and `lr`
+        replaces training.lr for this model.
         """
         rd = self.run.path(round_dir(round))
         ckpt = rd / ("checkpoint" if name == "train" else name)
         stage = f"{round_dir(round)}/{name}"
         steps = steps or self.cfg.training.steps
+        training = self.cfg.training if lr is None else self.cfg.training.model_copy(update={"lr": lr})
 
         def work() -> dict:
             if self.run.state.is_main_process:
                 write_jsonl(rd / f"{name}.jsonl", records)
             policy = (load or self.load)(init, trainable=True)
-            log = (fit or train_sft)(
-                policy, records, self.cfg.training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage
-            )
+            fit_model = fit or train_sft
+            log = fit_model(policy, records, training, ckpt, seed=self.run.seed(stage), steps=steps, desc=stage)
             return {
                 "records": len(records),
                 "steps": steps,
+                "lr": training.lr,
                 "init": self.model_name(init),
                 "final_loss": log[-1]["loss"],
             }

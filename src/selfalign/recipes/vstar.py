@@ -49,6 +49,7 @@ class VStarParams(Strict):
     )
     pairs_per_problem: int = Field(4, gt=0, description="correct x incorrect pairs kept per problem (a random subset)")
     verifier_steps: int | None = Field(None, gt=0, description="training steps per verifier (default training.steps)")
+    verifier_lr: float | None = Field(None, gt=0, description="learning rate of the verifiers (default training.lr)")
     mc_rollouts: int = Field(8, gt=0, description="Math-Shepherd rollouts from each step prefix")
     mc_solutions: int = Field(300, gt=0, description="D_VER solutions labelled by Monte Carlo (a random subset)")
     test: str | None = Field(None, description="eval set to select on (default: the last one)")
@@ -90,6 +91,7 @@ def run(loop: Loop) -> None:
             sft,
             correct_incorrect_pairs(d_ver, p.pairs_per_problem, loop.cfg.seed),
             steps=p.verifier_steps,
+            lr=p.verifier_lr,
             fit=loop.fit_pairs,
             name="vstar",
         )
@@ -100,6 +102,7 @@ def run(loop: Loop) -> None:
             sft,
             [outcome_record(r) for r in d_ver],
             steps=p.verifier_steps,
+            lr=p.verifier_lr,
             fit=train_orm,
             load=loop.load_reward_model,
             name="orm",
@@ -107,11 +110,11 @@ def run(loop: Loop) -> None:
         trained["orm"] = ("orm", path)
     if "prm" in p.verifiers:
         records = [checker_step_record(loop.task, r) for r in d_ver]
-        path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm")
+        path = loop.train(T, sft, records, p.verifier_steps, train_prm, loop.load_prm, "prm", p.verifier_lr)
         trained["prm"] = ("prm", path)
     if "prm_mc" in p.verifiers:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
-        path = loop.train(T, sft, records, steps=p.verifier_steps, fit=train_prm, load=loop.load_prm, name="prm_mc")
+        path = loop.train(T, sft, records, p.verifier_steps, train_prm, loop.load_prm, "prm_mc", p.verifier_lr)
         trained["prm_mc"] = ("prm", path)
 
     test = p.test or list(loop.task.eval_sets())[-1]
