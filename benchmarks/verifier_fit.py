@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a finished run of configs/vstar.yaml")
     ap.add_argument("--verifier", choices=["prm", "orm"], default="prm", help="which verifier to train")
     ap.add_argument("--steps", type=int, help="training steps (default: the run's params.verifier_steps)")
-    ap.add_argument("--lr", type=float, help="learning rate (default: the run's training.lr)")
+    ap.add_argument("--lr", type=float, help="learning rate (default: the run's params.verifier_lr or training.lr)")
     ap.add_argument("--group-by-length", action="store_true", help="batch records of similar length together")
     ap.add_argument("--records", type=int, help="train on this many D_VER records, half of them with an error")
     ap.add_argument("--synthetic", type=int, help="train a PRM on this many synthetic records instead of D_VER")
@@ -128,7 +128,7 @@ def main() -> None:
         half = args.records // 2
         records = rng.sample(bad, half) + rng.sample(good, args.records - half)
     training = cfg.training.model_copy(
-        update={"lr": args.lr or cfg.training.lr, "group_by_length": args.group_by_length}
+        update={"lr": args.lr or params.verifier_lr or cfg.training.lr, "group_by_length": args.group_by_length}
     )
     steps = args.steps or params.verifier_steps or cfg.training.steps
 
