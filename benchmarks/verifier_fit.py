@@ -25,6 +25,8 @@ import re
 from functools import partial
 from pathlib import Path
 
+from accelerate.utils import set_seed
+
 from selfalign.config import load_config, validate_params
 from selfalign.evaluation.selection import auc
 from selfalign.models.prm import load_process_reward_model
@@ -131,6 +133,7 @@ def main() -> None:
         update={"lr": args.lr or params.verifier_lr or cfg.training.lr, "group_by_length": args.group_by_length}
     )
     steps = args.steps or params.verifier_steps or cfg.training.steps
+    set_seed(args.seed)  # the fresh head's initialisation
 
     if args.verifier == "prm":
         model = load_process_reward_model(cfg.model.path)
