@@ -155,6 +155,11 @@ def aggregate(step_scores: Sequence[float], how: Literal["product", "min", "last
     raise ValueError(f"how must be 'product', 'min' or 'last', got {how!r}")
 
 
+def solution_score(step_scores: Sequence[float], how: Literal["product", "min", "last"]) -> float:
+    """`aggregate`, except that a solution without steps scores 0, below every solution that has some."""
+    return aggregate(step_scores, how) if step_scores else 0.0
+
+
 def predicted_first_error(step_scores: Sequence[float], threshold: float = 0.5) -> int | None:
     """Index of the first step scored below `threshold` (ProcessBench-style error location), None if none."""
     return next((i for i, s in enumerate(step_scores) if s < threshold), None)

@@ -9,10 +9,11 @@ per-step scores.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import partial
 
 from selfalign.evaluation.metrics import by_problem, mean_pass_at_k
 from selfalign.evaluation.selection import Candidates, Method, auc, selection_curve
-from selfalign.stepwise import aggregate, predicted_first_error, step_labels_from_check
+from selfalign.stepwise import predicted_first_error, solution_score, step_labels_from_check
 
 AGGREGATES = ("product", "min", "last")
 
@@ -51,28 +52,30 @@ def selection_metrics(rows: list[dict], test: str, n: int, probabilities: Collec
         "majority vote": curve("majority"),
     }
     verifiers = list(rows[0]["scores"]) if rows else []
+    correct = [r["correct"] for r in rows]
+    aucs = {}
     for name in verifiers:
         if is_process(rows, name):
             for how in AGGREGATES:
-                curves[f"{name} ({how})"] = curve("best_of", lambda r, name=name, how=how: prm_score(r, name, how))
-            curves[f"{name} weighted vote"] = curve("weighted", lambda r, name=name: prm_score(r, name, "product"))
+                curves[f"{name} ({how})"] = curve("best_of", partial(prm_score, name=name, how=how))
+            score = partial(prm_score, name=name, how="product")
+            curves[f"{name} weighted vote"] = curve("weighted", score)
         else:
-            curves[name] = curve("best_of", lambda r, name=name: r["scores"][name])
+            score = partial(outcome_score, name=name)
+            curves[name] = curve("best_of", score)
             if name in probabilities:
-                curves[f"{name} weighted vote"] = curve("weighted", lambda r, name=name: r["scores"][name])
+                curves[f"{name} weighted vote"] = curve("weighted", score)
+        aucs[name] = auc([score(r) for r in rows], correct)
     quality = {name: prm_quality(rows, name) for name in verifiers if is_process(rows, name)}
-    correct = [r["correct"] for r in rows]
-
-    def solution_score(r: dict, name: str) -> float:
-        return prm_score(r, name, "product") if is_process(rows, name) else r["scores"][name]
-
-    aucs = {name: auc([solution_score(r, name) for r in rows], correct) for name in verifiers}
     return {"selection_set": test, "best_of_n": curves, "verifier_auc": aucs, "prm_quality": quality}
 
 
+def outcome_score(row: dict, name: str) -> float:
+    return row["scores"][name]
+
+
 def prm_score(row: dict, name: str, how: str) -> float:
-    steps = row["scores"][name]
-    return aggregate(steps, how) if steps else 0.0
+    return solution_score(row["scores"][name], how)
 
 
 def prm_quality(rows: list[dict], name: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from selfalign.models.prm import ProcessRewardModel
 from selfalign.models.reward import RewardModel
 from selfalign.scoring.reward import sigmoid
-from selfalign.stepwise import aggregate
+from selfalign.stepwise import solution_score
 from selfalign.tasks.base import Problem, Task
 
 
@@ -32,4 +32,4 @@ class ProcessScorer:
         return self.prm.step_scores([p.prompt for p in problems], [self.task.steps(c) for c in completions])
 
     def score(self, problems: list[Problem], completions: list[str]) -> list[float]:
-        return [aggregate(s, self.how) if s else 0.0 for s in self.step_scores(problems, completions)]
+        return [solution_score(s, self.how) for s in self.step_scores(problems, completions)]
