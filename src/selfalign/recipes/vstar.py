@@ -20,6 +20,7 @@ measured against and test-time selection.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from itertools import product
 from typing import Literal
 
@@ -30,7 +31,8 @@ from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
 from selfalign.evaluation.verifiers import Kind, outcome_verifiers, scorer_factories
-from selfalign.recipes.loop import Loop
+from selfalign.models.loading import Policy
+from selfalign.recipes.loop import Fit, Loop
 from selfalign.recipes.star import first_correct, sft_record
 from selfalign.stepwise import mc_step_labels, step_labels_from_check, step_prefixes
 from selfalign.tasks.base import Problem, Task
@@ -84,38 +86,24 @@ def run(loop: Loop) -> None:
         loop.evaluate(t, model, train_records=len(d_gen), d_ver=len(d_ver))
 
     T = p.iterations
+
+    def train_verifier(name: str, records: list[dict], fit: Fit, load: Callable[..., Policy] | None = None) -> str:
+        """Each verifier starts from the SFT model, with its own steps and learning rate."""
+        return loop.train(T, sft, records, steps=p.verifier_steps, fit=fit, load=load, name=name, lr=p.verifier_lr)
+
     trained: dict[str, tuple[Kind, str]] = {}  # verifier name -> (kind, checkpoint)
     if "vstar" in p.verifiers:
-        path = loop.train(
-            T,
-            sft,
-            correct_incorrect_pairs(d_ver, p.pairs_per_problem, loop.cfg.seed),
-            steps=p.verifier_steps,
-            lr=p.verifier_lr,
-            fit=loop.fit_pairs,
-            name="vstar",
-        )
-        trained["vstar"] = ("implicit", path)
+        pairs = correct_incorrect_pairs(d_ver, p.pairs_per_problem, loop.cfg.seed)
+        trained["vstar"] = ("implicit", train_verifier("vstar", pairs, loop.fit_pairs))
     if "orm" in p.verifiers:
-        path = loop.train(
-            T,
-            sft,
-            [outcome_record(r) for r in d_ver],
-            steps=p.verifier_steps,
-            lr=p.verifier_lr,
-            fit=train_orm,
-            load=loop.load_reward_model,
-            name="orm",
-        )
-        trained["orm"] = ("orm", path)
+        outcomes = [outcome_record(r) for r in d_ver]
+        trained["orm"] = ("orm", train_verifier("orm", outcomes, train_orm, loop.load_reward_model))
     if "prm" in p.verifiers:
         records = [checker_step_record(loop.task, r) for r in d_ver]
-        path = loop.train(T, sft, records, p.verifier_steps, train_prm, loop.load_prm, "prm", p.verifier_lr)
-        trained["prm"] = ("prm", path)
+        trained["prm"] = ("prm", train_verifier("prm", records, train_prm, loop.load_prm))
     if "prm_mc" in p.verifiers:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
-        path = loop.train(T, sft, records, p.verifier_steps, train_prm, loop.load_prm, "prm_mc", p.verifier_lr)
-        trained["prm_mc"] = ("prm", path)
+        trained["prm_mc"] = ("prm", train_verifier("prm_mc", records, train_prm, loop.load_prm))
 
     test = p.test or list(loop.task.eval_sets())[-1]
     problems = loop.task.eval_sets()[test]
