@@ -104,6 +104,12 @@ def step_items(prm, rows: list[dict], steps: list[list[str]], labels: list[list[
     return [s for s, _, _ in items], [g for _, g, _ in items], [None if g else k for _, g, k in items]
 
 
+def stepwise_auc(prm, records: list[dict]) -> dict[str, tuple[int, float | None]]:
+    """AUC of the PRM's step scores on labelled stepwise records, good steps against bad."""
+    items = step_items(prm, records, [r["completions"] for r in records], [r["labels"] for r in records], [])
+    return {"all": ranked(*items)["all"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished run of configs/vstar.yaml")
@@ -151,7 +157,8 @@ def main() -> None:
     log = train_and_save(model, data, collate, loss, training, None, args.seed, steps, "fitting", lengths)
     tail = log[-max(1, len(log) // 10) :]
     print(
-        f"{args.verifier} on {len(records)} records of {rd}: {steps} steps, lr {training.lr}, "
+        f"{args.verifier} on {len(records)} {'synthetic records' if args.synthetic else f'records of {rd}'}: "
+        f"{steps} steps, lr {training.lr}, "
         f"group_by_length={args.group_by_length}"
     )
     print(
@@ -160,20 +167,17 @@ def main() -> None:
     )
 
     test = read_jsonl(rd / "test_samples.jsonl")
-    test_steps = [r["completion"].split() for r in test]
+    task = make_task(cfg.task)
+    test_steps = [task.steps(r["completion"]) for r in test]
     kinds = [error_kind(r["prompt"], s, r["first_error"]) for r, s in zip(test, test_steps)]
     if args.verifier == "prm":
         step_labels = [step_labels_from_check(len(s), r["first_error"], "binary") for r, s in zip(test, test_steps)]
         results = {"test steps": ranked(*step_items(model, test, test_steps, step_labels, kinds))}
         if args.records:
-            items = step_items(model, records, [r["completions"] for r in records], [r["labels"] for r in records], [])
-            results["training steps"] = {"all": ranked(*items)["all"]}
+            results["training steps"] = stepwise_auc(model, records)
         if args.synthetic:
             held_out = synthetic_records(cfg, max(1, args.synthetic // 10), round=-1, seed=args.seed)
-            items = step_items(
-                model, held_out, [r["completions"] for r in held_out], [r["labels"] for r in held_out], []
-            )
-            results["held-out synthetic steps"] = {"all": ranked(*items)["all"]}
+            results["held-out synthetic steps"] = stepwise_auc(model, held_out)
     else:
         scores = model.rewards([r["prompt"] for r in test], [r["completion"] for r in test])
         results = {"test samples": ranked(scores, [r["correct"] for r in test], kinds)}
