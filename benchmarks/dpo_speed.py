@@ -50,7 +50,7 @@ def one(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    pairs = LettersTask(LettersTaskConfig(name="letters", n_prompts=args.steps * args.batch_size)).pairs("all")
+    pairs = LettersTask(LettersTaskConfig(name="letters", n_prompts=args.steps * args.batch_size)).gold_pairs("all")
     pairs = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
     policy = load_policy(args.model, dtype="float32")
     if args.impl == "ours":
@@ -68,7 +68,7 @@ def one(args: argparse.Namespace) -> dict:
             log_every=args.steps,
         )
         start = time.perf_counter()
-        log = train_pairwise(policy, pairs, cfg, PreferenceConfig(beta=0.1, reference=args.reference), None)
+        log = train_pairwise(policy, pairs, cfg, None, pref=PreferenceConfig(beta=0.1, reference=args.reference))
         seconds, loss = time.perf_counter() - start, log[-1]["loss"]
     else:
         import datasets

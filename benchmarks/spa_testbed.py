@@ -39,7 +39,7 @@ def self_judge_accuracy(run_dir: Path) -> float:
     """How often iteration 1's self-judge prefers the gold-chosen response of a held-out gold pair."""
     params = SpaParams.model_validate({})  # the runs use the default judge prompt and verdict labels
     judge = PairwiseJudge(load_policy(str(run_dir / "round-002" / "judge")), params.judge_template, params.judge_labels)
-    pairs = LettersTask(LettersTaskConfig(name="letters", n_eval=200)).eval_pairs
+    pairs = LettersTask(LettersTaskConfig(name="letters", n_eval=200)).eval_pairs()
     chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
     prefs = judge.preferences([p["prompt"] for p in pairs], chosen, rejected)
     return sum(p > 0.5 for p in prefs) / len(prefs)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from accelerate.utils import set_seed
 
+from selfalign.batching import pad_right
 from selfalign.config import load_config, validate_params
 from selfalign.evaluation.selection import auc
 from selfalign.models.prm import load_process_reward_model
@@ -36,9 +37,8 @@ from selfalign.records import read_jsonl
 from selfalign.stepwise import step_labels_from_check
 from selfalign.tasks import make_task
 from selfalign.tasks.arithmetic import STEP, solution_steps
-from selfalign.training.collate import pad_right
-from selfalign.training.trainer import train_and_save
-from selfalign.training.verifiers import collate_outcomes, encode_outcomes, encode_steps, orm_loss, prm_loss
+from selfalign.training.orm_prm import collate_outcomes, encode_outcomes, encode_steps, orm_loss, prm_loss
+from selfalign.training.trainer import Records, train_and_save
 
 
 def error_kind(prompt: str, steps: list[str], first_error: int | None) -> str:
@@ -154,7 +154,8 @@ def main() -> None:
         collate = partial(collate_outcomes, pad_id=model.tokenizer.pad_token_id)
         data, loss, labels = encode_outcomes(model, records), orm_loss, [bool(r["correct"]) for r in records]
     lengths = [len(x["input_ids"]) for x in data] if args.group_by_length else None
-    log = train_and_save(model, data, collate, loss, training, None, args.seed, steps, "fitting", lengths)
+    source = Records(data, collate, lengths)
+    log = train_and_save(model, source, loss, training, None, seed=args.seed, steps=steps, desc="fitting")
     tail = log[-max(1, len(log) // 10) :]
     print(
         f"{args.verifier} on {len(records)} {'synthetic records' if args.synthetic else f'records of {rd}'}: "

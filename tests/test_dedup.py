@@ -1,4 +1,4 @@
-from selfalign.recipes.dedup import dedup_paths, path_key
+from selfalign.filters import dedup_paths, path_key
 
 
 def steps(c: str) -> list[str]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from selfalign.errors import InputError
-from selfalign.pairs import MARGINS, llama2_margin, load_pairs
+from selfalign.records import MARGINS, llama2_margin, load_pairs
 
 GOOD = {"prompt": "p", "chosen": "a", "rejected": "b"}
 

@@ -7,10 +7,11 @@ import types
 import pytest
 import torch
 
+from selfalign.batching import collate_pairs, encode_pair
 from selfalign.config import LoraConfig, PreferenceConfig, TrainingConfig
 from selfalign.models.loading import load_policy
 from selfalign.training import pairwise
-from selfalign.training.pairwise import collate_pairs, concatenated_logps, encode_pair, train_pairwise
+from selfalign.training.pairwise import concatenated_logps, train_pairwise
 
 PAIRS = [
     {"prompt": "a1+a2=", "chosen": "a1+2+0=03", "rejected": "a1+2+0=04"},
@@ -26,7 +27,7 @@ def test_precomputed_and_frozen_reference_train_identically(tiny_model_dir, loss
     logs = []
     for reference in ("precompute", "model"):
         policy = load_policy(str(tiny_model_dir), dtype="float32")
-        logs.append(train_pairwise(policy, PAIRS, TRAIN, PreferenceConfig(loss=loss, reference=reference), None))
+        logs.append(train_pairwise(policy, PAIRS, TRAIN, None, pref=PreferenceConfig(loss=loss, reference=reference)))
     for a, b in zip(*logs):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     assert logs[0][0]["rewards/margin"] == pytest.approx(0, abs=1e-6)  # policy == reference at step 1
@@ -54,13 +55,13 @@ def test_lora_reference_is_the_base_without_a_copy(tiny_model_dir, monkeypatch):
         raise AssertionError("the LoRA reference must not copy the model")
 
     monkeypatch.setattr(pairwise, "copy", types.SimpleNamespace(deepcopy=no_copies))
-    log = train_pairwise(policy, PAIRS, TRAIN, PreferenceConfig(reference="model"), None)
+    log = train_pairwise(policy, PAIRS, TRAIN, None, pref=PreferenceConfig(reference="model"))
     assert len(log) == 3
 
 
 def test_soft_label_epsilon_reaches_the_loss(tiny_model_dir):
     policy = load_policy(str(tiny_model_dir), dtype="float32")
-    data = [encode_pair(policy, p) for p in PAIRS]
-    batch = collate_pairs(data, policy.tokenizer.pad_token_id, label_smoothing=0.05)
+    data = [{**encode_pair(policy, p), "epsilon": p.get("epsilon")} for p in PAIRS]
+    batch = collate_pairs(data, policy.tokenizer.pad_token_id, defaults={"epsilon": 0.05})
     assert batch["epsilon"].tolist() == pytest.approx([0.05, 0.05, 0.2, 0.05])
     assert batch["input_ids"].shape[0] == 8  # chosen and rejected in one forward pass

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 
 from selfalign.cli import main
 from selfalign.records import read_jsonl
@@ -96,3 +98,23 @@ def test_bad_pairs_file_fails_before_the_run_dir(tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(out)]) == 2
     assert "pairs.jsonl, line 1: field 'margin': must be a number" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_redone_reward_training_stage_draws_the_same_fresh_head(tmp_path):
+    """The training stage seeds the RNG before it draws the fresh head, so a resumed run that redoes the stage
+    (here: as a kill during training leaves it) trains the same reward model as the uninterrupted run did."""
+    from safetensors.torch import load_file
+
+    args = ["params.data=seed", "training.steps=2"]
+    out = run(tmp_path, "reward", *args)
+    ckpt = out / "round-001" / "checkpoint"
+    whole = load_file(ckpt / "model.safetensors")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k.startswith("round-000/")}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(ckpt)
+    torch.manual_seed(123)  # the resuming process starts from another RNG state
+    cfg = tmp_path / "reward.yaml"
+    assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, *args]) == 0
+    redone = load_file(ckpt / "model.safetensors")
+    assert whole.keys() == redone.keys() and all(torch.equal(whole[k], redone[k]) for k in whole)

@@ -12,6 +12,7 @@ from selfalign.cli import main
 from selfalign.config import RefinementConfig
 from selfalign.models.loading import load_policy
 from selfalign.records import read_jsonl
+from selfalign.scoring.pairing import judge_pair
 from selfalign.scoring.pairwise import PairwiseJudge, judge_records
 from selfalign.tasks.base import Problem
 from selfalign.training import spa
@@ -21,7 +22,7 @@ def test_implicit_reward_judgment_and_confidence():
     # summed log-probs: r = beta (log pi - log pi_ref)
     r = spa.implicit_reward(torch.tensor([-10.0, -4.0]), torch.tensor([-12.0, -3.0]), beta=0.1)
     assert r.tolist() == pytest.approx([0.2, -0.1])
-    a_wins, p = spa.judge_pair(torch.tensor([0.2, -0.1]), torch.tensor([-0.1, 0.3]))
+    a_wins, p = judge_pair(torch.tensor([0.2, -0.1]), torch.tensor([-0.1, 0.3]))
     assert a_wins.tolist() == [True, False]
     # p = sigma(r_w - r_l): sigma(0.3) and sigma(0.4)
     assert p.tolist() == pytest.approx([1 / (1 + math.exp(-0.3)), 1 / (1 + math.exp(-0.4))])
@@ -104,7 +105,7 @@ def test_spa_two_iterations_end_to_end(tmp_path):
         pairs = read_jsonl(out / f"round-{t:03d}" / "pairs.jsonl")
         assert pairs and all(p["chosen"] != p["rejected"] and 0.5 <= p["confidence"] < 1 for p in pairs)
         judge = pairs[0]["provenance"]["judge"]
-        assert judge.startswith(f"implicit:{out / f'round-{t - 1:03d}' / 'checkpoint'}|")
+        assert judge.startswith(f"implicit:round-{t - 1:03d}/checkpoint|")  # run-relative
         assert manifest[f"round-{t:03d}/pairs"]["summary"]["judge"] == judge
         log = read_jsonl(out / f"round-{t:03d}" / "checkpoint" / "train_log.jsonl")
         assert "spa/smoothed" in log[-1]
@@ -187,6 +188,6 @@ def test_spa_self_judge_baseline_end_to_end(tmp_path):
         assert len(lessons) == 2 * 6 and {r["completion"] for r in lessons} == {"a", "b"}
         assert (out / f"round-{t:03d}" / "judge" / "config.json").is_file()
         pairs = read_jsonl(out / f"round-{t:03d}" / "pairs.jsonl")
-        assert pairs[0]["provenance"]["judge"] == f"pairwise:{out / f'round-{t:03d}' / 'judge'}"
+        assert pairs[0]["provenance"]["judge"] == f"pairwise:round-{t:03d}/judge"  # run-relative
         assert all(0.5 <= p["confidence"] < 1 for p in pairs)
     assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3]

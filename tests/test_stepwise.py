@@ -7,16 +7,14 @@ import random
 
 import pytest
 
+from selfalign.batching import IGNORE, encode_stepwise
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import step_quality
 from selfalign.models.tokenizer import char_tokenizer
-from selfalign.records import write_jsonl
+from selfalign.records import load_stepwise, write_jsonl
 from selfalign.stepwise import (
-    IGNORE,
     aggregate,
-    encode_stepwise,
     good_steps,
-    load_stepwise,
     mc_step_labels,
     predicted_first_error,
     step_labels_from_check,

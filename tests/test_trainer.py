@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from selfalign.batching import encode_sft, pad_right
 from selfalign.config import TrainingConfig
 from selfalign.models.loading import load_policy
-from selfalign.training.collate import encode_sft, pad_right
 from selfalign.training.objectives import IGNORE, sft_nll
 from selfalign.training.trainer import train_sft
 

@@ -228,7 +228,7 @@ def test_verifier_batches_are_not_length_grouped(tiny_model_dir, monkeypatch):
     from selfalign.config import TrainingConfig
     from selfalign.models.reward import load_reward_model
     from selfalign.training import trainer
-    from selfalign.training.verifiers import train_orm, train_prm
+    from selfalign.training.orm_prm import train_orm, train_prm
 
     def refuse(*args, **kwargs):
         raise AssertionError("verifier training must not group batches by length")

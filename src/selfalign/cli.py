@@ -1,14 +1,48 @@
-"""The `selfalign` command line."""
+"""The `selfalign` command line.
+
+Every input a run needs (config, recipe params, task data, model files) is checked before the run directory is
+created, and any user error, Ctrl-C or SIGTERM ends in a one-line message, never a traceback. A run that fails
+or is interrupted before its first stage completes is removed again, so the same command can simply be re-run;
+one with completed stages is kept and the message gives the exact command that resumes it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
+NO_EVAL_SET = ("reward", "prm")  # recipes that score pairs or steps, never the task's held-out problems
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds (and cleans up) exactly like Ctrl-C."""
+
+
+@dataclass
+class Session:
+    """What one command has opened: the run directory to clean up, or to point to, when it fails."""
+
+    argv: list[str]
+    out: Path | None = None
+    run: Any = None  # selfalign.run.Run, once created
+
+
+def _session(args: argparse.Namespace) -> Session:
+    """The command's Session (main makes one; a direct call of a cmd_* function gets a fresh one)."""
+    if getattr(args, "session", None) is None:
+        args.session = Session([])
+    return args.session
 
 
 def positive_int(text: str) -> int:
@@ -17,35 +51,98 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def _loop(cfg, resume: bool, out: str | Path, recipe=None):
-    """Validate the task data, model path and recipe inputs, then create (or reopen) the run directory."""
-    from selfalign.models.loading import resolve_model_path
-    from selfalign.recipes.loop import Loop
-    from selfalign.run import Run
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _model_paths(value: Any, loc: tuple) -> Iterator[tuple[str, str]]:
+    """(field, path) of every model directory named in recipe params: `...path` and `..._model` strings."""
+    from selfalign.config import field_name
+
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if isinstance(v, str) and isinstance(k, str) and (k == "path" or k.endswith("_model")):
+            yield field_name((*loc, k)), v
+        else:
+            yield from _model_paths(v, (*loc, k))
+
+
+def _check_inputs(cfg, params=None, evaluates: bool = True):
+    """Build the task (reading its data) and check everything else a run reads that can be checked without a
+    model: held-out problems to evaluate on, an attainable difficulty, model directories. Returns the task."""
+    from selfalign.errors import InputError
+    from selfalign.models.check import check_lora_targets, check_model
     from selfalign.tasks import make_task
+    from selfalign.tasks.arithmetic import check_rounds
 
     task = make_task(cfg.task)
-    resolve_model_path(cfg.model.path)
-    if hasattr(recipe, "validate"):
-        recipe.validate(cfg, task)
-    return Loop(cfg=cfg, run=Run(out, cfg, resume=resume), task=task)
+    if evaluates and not any(task.eval_sets().values()):
+        jsonl = cfg.task.name == "jsonl"
+        msg = "the task has no held-out problems to evaluate on" + ("; set task.eval_path" if jsonl else "")
+        raise InputError("<config>", msg, field="task.eval_path" if jsonl else "task")
+    if cfg.task.name == "arithmetic" and params is not None:
+        check_rounds(cfg.task, getattr(params, "rounds", None) or getattr(params, "iterations", None) or 1)
+    if cfg.sampling.backend == "vllm":  # as selfalign.generation.make_sampler, which would say so mid-run
+        raise InputError("<config>", "the vLLM backend is not implemented yet; use hf", field="sampling.backend")
+    check_model(cfg.model.path)
+    if cfg.model.lora is not None:
+        check_lora_targets(cfg.model.path, cfg.model.lora.target_modules)
+    if params is not None:
+        for field, path in _model_paths(params.model_dump(), ("params",)):
+            check_model(path, field)
+    return task
 
 
-def _prepare(cfg, resume: bool, out: str | None):
-    """Validate everything (recipe, params, task data, model path) before the run dir is created."""
-    from selfalign.config import validate_params
+def _check_params(params, task) -> None:
+    """Recipe settings that refer to the task, checked here because the recipes read them only mid-run."""
+    from selfalign.errors import InputError
+
+    sets = task.eval_sets()
+    target = getattr(params, "target", None)  # star: the eval set that decides early stopping
+    if target is not None and target not in sets:
+        raise InputError("<config>", f"no eval set '{target}' (have: {', '.join(sets)})", field="params.target")
+    if getattr(params, "lambdas", None) == []:  # spa: one lambda per iteration, the last repeating
+        raise InputError("<config>", "needs at least one value ([0] turns DND off)", field="params.lambdas")
+
+
+def _open(cfg, task, resume: bool, out: str | Path, session: Session, params=None):
+    """Create (or reopen, with `resume`) the run directory, locked for this process; the Loop over it."""
+    from selfalign.loop import Loop
+    from selfalign.run import Run
+
+    session.out = Path(out)
+    session.run = Run(out, cfg, resume=resume, command=shlex.join(["selfalign", *session.argv]))
+    return Loop(cfg=cfg, run=session.run, task=task, params=params)
+
+
+def _prepare(cfg, resume: bool, out: str | Path, session: Session):
+    """Validate everything (recipe, params, task data, model files) before the run dir is created."""
+    from selfalign.config import located, validate_params
     from selfalign.recipes import get_recipe
 
-    recipe = get_recipe(cfg.recipe)
-    validate_params(recipe.PARAMS, cfg)
-    return recipe, _loop(cfg, resume, out or Path("runs") / (cfg.name or cfg.recipe), recipe)
+    session.out = Path(out)
+    with located(cfg):  # checks that name only a config field get the config's file and line
+        recipe = get_recipe(cfg.recipe)
+        params = validate_params(recipe.PARAMS, cfg)
+        task = _check_inputs(cfg, params, evaluates=cfg.recipe not in NO_EVAL_SET)
+        _check_params(params, task)
+        if (validate := getattr(recipe, "validate", None)) is not None:
+            validate(params, task)
+    return recipe, _open(cfg, task, resume, out, session, params)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from selfalign.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    recipe, loop = _prepare(cfg, args.resume, args.out)
+    out = args.out or Path("runs") / (cfg.name or cfg.recipe)
+    recipe, loop = _prepare(cfg, args.resume, out, _session(args))
     recipe.run(loop)
     _finish(loop)
 
@@ -69,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     cfg = load_config(demo_config_path(), args.overrides)
     out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    recipe, loop = _prepare(cfg, args.resume, out)
+    recipe, loop = _prepare(cfg, args.resume, out, _session(args))
     start = time.time()
     recipe.run(loop)
     _finish(loop)
@@ -77,16 +174,33 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from selfalign.config import load_config
-    from selfalign.evaluation.verifiers import parse_verifiers, read_samples, verifier_eval
-    from selfalign.models.loading import resolve_model_path
+    from selfalign.config import COMMAND_LINE, load_config, located
+    from selfalign.errors import InputError
+    from selfalign.models.check import check_model
+    from selfalign.verifier_eval import parse_verifiers, read_samples, verifier_eval
 
-    overrides = [f"model.path={args.model}", *args.overrides]
+    # (key, value): --model is a path, taken as given rather than parsed as a YAML value
+    overrides = [("model.path", args.model), *args.overrides]
     cfg = load_config(args.config, overrides, base={"recipe": "eval"} if args.config is None else None)
-    verifiers = parse_verifiers(args.verifier)
-    reference = resolve_model_path(args.reference or args.model)
-    samples = None if args.samples is None else read_samples(args.samples)  # fails before the run dir exists
-    loop = _loop(cfg, args.resume, args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    with located(cfg):
+        try:
+            verifiers = parse_verifiers(args.verifier)
+        except InputError as e:  # a missing verifier path is blamed on model.path; it came from --verifier
+            if e.field != "model.path":
+                raise
+            raise InputError(e.path, e.message, line=e.line, field="--verifier") from None
+        for _, path in verifiers.values():
+            check_model(path, "--verifier")
+        if args.samples is not None and not verifiers:
+            raise InputError(COMMAND_LINE, "samples are scored by verifiers: give --verifier too", field="--samples")
+        reference = check_model(args.reference or args.model, "--reference" if args.reference else "--model")
+        samples = None if args.samples is None else read_samples(args.samples)  # fails before the run dir exists
+        task = _check_inputs(cfg)
+        sets = task.eval_sets()
+        if verifiers and samples is None and (args.set or list(sets)[-1]) not in sets:
+            raise InputError(COMMAND_LINE, f"no eval set '{args.set}' (have: {', '.join(sets)})", field="--set")
+    out = args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    loop = _open(cfg, task, args.resume, out, _session(args))
     extra = {}
     if verifiers:
         extra = verifier_eval(loop, verifiers, reference, samples, args.set, args.n, args.temperature)
@@ -168,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="samples per problem to draw (curves for N = 1, 2, 4, ... n)",
     )
-    p.add_argument("--temperature", type=float, default=1.0, help="temperature of the drawn samples")
+    p.add_argument("--temperature", type=nonnegative_float, default=1.0, help="temperature of the drawn samples")
     p.add_argument("--reference", help="reference model of implicit verifiers (default: --model)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.set_defaults(fn=cmd_eval)
@@ -186,22 +300,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resume_command(args: argparse.Namespace, out: Path) -> str:
+    """The command that resumes this one's run in `out`: its config and overrides (a resumed run must match the
+    frozen config), then --resume --out."""
+    if args.command == "run":
+        words = ["run", args.config, *args.overrides]
+    elif args.command == "demo":
+        words = ["demo", *args.overrides]
+    else:  # eval: every option as given, less --out and --resume (argparse accepts unambiguous prefixes)
+        words, skip = [], False
+        for w in args.session.argv:
+            opt = w.split("=", 1)[0]
+            if skip:
+                skip = False
+            elif len(opt) > 2 and "--out".startswith(opt):
+                skip = "=" not in w
+            elif not (len(w) > 2 and "--resume".startswith(w) and not "--reference".startswith(w)):
+                words.append(w)
+    return shlex.join(["selfalign", *words, "--resume", "--out", str(out)])
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _set_handlers(sigint: Any, sigterm: Any) -> Callable[[], None]:
+    """Install signal handlers (main thread only: elsewhere Python cannot); returns a function restoring them."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = signal.signal(signal.SIGINT, sigint), signal.signal(signal.SIGTERM, sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+
+    return restore
+
+
+def _wind_down(session: Session) -> None:
+    """After a failure: remove the run if this process created it and no stage completed, so the same command
+    can be re-run. Ctrl-C and SIGTERM are ignored from here on (main restores the handlers when it returns), so
+    neither cleanup nor the message is cut short by a second one."""
+    _set_handlers(signal.SIG_IGN, signal.SIG_IGN)
+    if session.run is not None:
+        session.run.discard()
+
+
 def main(argv: list[str] | None = None) -> int:
     from selfalign.errors import SelfAlignError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # Overrides may come before or after options (`run cfg.yaml --out d a=1` and `run cfg.yaml a=1 --out d`).
+    # Overrides may come before or after options (`run cfg.yaml --out d a=1` and `run cfg.yaml a=1 --out d`);
+    # one without `=` is left to load_config, whose message says what an override looks like.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if not hasattr(args, "overrides") or any(x.startswith("-") or "=" not in x for x in extra):
+        if not hasattr(args, "overrides") or any(x.startswith("-") for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
+    session = args.session = Session(argv)
+    restore = _set_handlers(signal.default_int_handler, _on_sigterm)
+    code, messages = 0, []
     try:
         args.fn(args)
     except SelfAlignError as e:
-        print(f"selfalign: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        _wind_down(session)
+        code, messages = 2, [f"selfalign: error: {e}"]
+        if session.run is not None and session.run.completed_stages():
+            messages.append(
+                f"selfalign: the completed stages are kept in {session.run.root}; once fixed, resume with: "
+                f"{resume_command(args, session.run.root)}"
+            )
+    except KeyboardInterrupt as e:
+        _wind_down(session)
+        code = 143 if isinstance(e, Terminated) else 130
+        out = session.out or (Path(args.out) if getattr(args, "out", None) else None)
+        if out is not None and args.command in ("run", "demo", "eval"):
+            messages = [f"selfalign: interrupted; resume with: {resume_command(args, out)}"]
+        else:
+            messages = ["selfalign: interrupted"]
+    finally:
+        if session.run is not None:
+            session.run.close()
+    # Printed once the exception and its frames are gone: progress bars they held have closed by now.
+    if code in (130, 143) and sys.stderr.isatty():
+        print(file=sys.stderr)  # off the line a progress bar was drawing
+    for m in messages:
+        print(m, file=sys.stderr)
+    restore()
+    return code
 
 
 if __name__ == "__main__":

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
+import re
+import string
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from selfalign.errors import InputError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: `lr: .inf` or `beta: .nan` would validate against gt=0 and then train on NaN
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LoraConfig(Strict):
     r: int = Field(8, gt=0, description="LoRA rank")
     alpha: int = Field(16, gt=0, description="LoRA scaling numerator")
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | str = Field("all-linear", description="module names, or 'all-linear'")
+    target_modules: list[str] | str = Field("all-linear", description="module names, or 'all-linear'", min_length=1)
 
 
 class ModelConfig(Strict):
@@ -31,15 +37,32 @@ class ModelConfig(Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+MAX_DIGITS = 26  # one column letter (a-z) per digit; see selfalign.tasks.arithmetic
+# 0 digits would draw forever from the one possible sum (0 + 0); more than 26 has no column letters
+Digits = Annotated[int, Field(ge=1, le=MAX_DIGITS)]
+
+
+def _distinct(values: list) -> list:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(map(str, repeated))} more than once")
+    return values
+
+
 class ArithmeticTaskConfig(Strict):
     name: Literal["arithmetic"] = "arithmetic"
-    train_digits: list[int] = Field([6], description="operand lengths of the training prompts")
-    eval_digits: list[int] = Field([5, 6], description="operand lengths of the held-out eval sets")
+    train_digits: list[Digits] = Field([6], min_length=1, description="operand lengths of the training prompts")
+    eval_digits: list[Digits] = Field([5, 6], min_length=1, description="operand lengths of the held-out eval sets")
     n_train: int = Field(400, gt=0, description="training prompts per difficulty per round")
     n_eval: int = Field(100, gt=0, description="held-out problems per difficulty")
     grow_digits: int = Field(
         0, ge=0, description="add this many digits to train_digits each round (a curriculum, Lee et al. 2025)"
     )
+
+    @field_validator("train_digits", "eval_digits")
+    @classmethod
+    def _distinct_digits(cls, v: list[int]) -> list[int]:
+        return _distinct(v)  # a repeated length would draw (and collapse) the same problems twice
 
 
 class JsonlTaskConfig(Strict):
@@ -55,6 +78,45 @@ class JsonlTaskConfig(Strict):
     hint_template: str = Field(
         "Question: {question} (answer: {answer})\nAnswer:", description="prompt used for rationalization"
     )
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regex: {e}") from None
+        return v
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _prompt_placeholders(cls, v: str) -> str:
+        return check_template(v, allowed=("question",), required=("question",))
+
+    @field_validator("hint_template")
+    @classmethod
+    def _hint_placeholders(cls, v: str) -> str:
+        return check_template(v, allowed=("question", "answer"), required=("answer",))
+
+
+def check_template(template: str, allowed: Sequence[str], required: Sequence[str] = ()) -> str:
+    """A str.format template that formats with exactly the `allowed` names (checked now, not at the first prompt)."""
+    names = ", ".join("{" + a + "}" for a in allowed)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"not a valid template ({e}); write a literal brace as {{{{ or }}}}") from None
+    for f in fields:
+        if f not in allowed:
+            raise ValueError(f"unknown placeholder {{{f}}} (allowed: {names})")
+    for r in required:
+        if r not in fields:
+            raise ValueError(f"lacks the {{{r}}} placeholder")
+    try:
+        template.format(**dict.fromkeys(allowed, "x"))
+    except (ValueError, IndexError, KeyError, AttributeError) as e:
+        raise ValueError(f"not a valid template: {e}") from None
+    return template
 
 
 class LettersTaskConfig(Strict):
@@ -89,6 +151,12 @@ class TrainingConfig(Strict):
         "auto", description="auto = bf16 where the hardware supports it"
     )
     log_every: int = Field(10, gt=0)
+    save_every: int | None = Field(
+        None,
+        gt=0,
+        description="save the full training state every this many steps, so an interrupted training stage resumes"
+        " from its last step checkpoint instead of from scratch (off by default: tiny stages redo faster)",
+    )
     group_by_length: bool = Field(
         True,
         description="batch examples of similar length together (less padding, same data per epoch); verifier"
@@ -145,82 +213,314 @@ class RunConfig(Strict):
     eval: EvalConfig = EvalConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="recipe-specific parameters")
 
+    # Where each setting came from, so later checks (recipe params, task data) can name the file and line or the
+    # override at fault. Private: not part of the frozen config a resumed run compares.
+    _source: str = PrivateAttr("<config>")
+    _lines: dict[tuple[str, ...], int] = PrivateAttr(default_factory=dict)
+    _overrides: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each YAML key path to its 1-based line, so validation errors can point into the file."""
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or v in (".", "..") or "/" in v or "\\" in v):
+            raise ValueError(f"must be a plain name (the default run directory is runs/<name>), got {v!r}")
+        return v
+
+
+COMMAND_LINE = "<command line>"
+TASK_TAGS = ("arithmetic", "jsonl", "letters")
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, first_line: int, mark: yaml.Mark):
+        super().__init__(None, None, f"duplicate key '{key}' (first given on line {first_line})", mark)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[type, Any], int] = {}
+            for key_node, _ in node.value:
+                # `<<` merges may be overridden by explicit keys; only plain scalar keys can repeat
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node)
+                if (type(key), key) in seen:
+                    raise DuplicateKeyError(key, seen[type(key), key], key_node.start_mark)
+                seen[type(key), key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML (duplicate keys are an error) and map each key path, and list item, to its 1-based line."""
+    loader = UniqueKeyLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
     lines: dict[tuple[str, ...], int] = {}
+    seen: set[int] = set()  # aliases can make the node graph cyclic
 
     def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        children = []
         if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                path = (*prefix, str(k.value))
-                lines[path] = k.start_mark.line + 1
-                walk(v, path)
+            children = [((*prefix, str(k.value)), k, v) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [((*prefix, str(i)), v, v) for i, v in enumerate(node.value)]
+        for path, at, child in children:
+            lines.setdefault(path, at.start_mark.line + 1)
+            walk(child, path)
 
-    root = yaml.compose(text)
     if root is not None:
         walk(root, ())
-    return lines
+    return data, lines
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise InputError("<command line>", f"override '{item}' is not key=value")
-    key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw else ""
+def yaml_problem(e: yaml.YAMLError, text: str) -> tuple[str, int | None]:
+    """A one-line description of a YAML error, and its 1-based line when known."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or e.context or "invalid YAML"
+        if e.context and e.problem and not isinstance(e, DuplicateKeyError):
+            what = f"{what} ({e.context})"
+        return what, (mark.line + 1 if mark else None)
+    if isinstance(e, yaml.reader.ReaderError):
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        return f"unacceptable character #x{char:04x}", text[: e.position].count("\n") + 1
+    return str(e), None
 
 
-def _validate(model: type[BaseModel], data: dict, source: str, lines: dict[tuple[str, ...], int]) -> Any:
+def read_text(path: Path, what: str = "config file") -> str:
+    """A UTF-8 text file, with errors that say what is wrong (missing, a directory, unreadable, not UTF-8)."""
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if path.is_dir():
+        raise InputError(path, f"is a directory, not a {what}")
     try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
-        line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
-        msg = "unknown key (check spelling)" if err["type"] == "extra_forbidden" else err["msg"]
-        extra = f" ({len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise InputError(source, msg + extra, line=line, field=".".join(loc)) from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, f"cannot read {what}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8", line=line) from None
+    return text.removeprefix("\ufeff")
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
-    """Load a run config from YAML (or `base`), apply dotted key=value overrides and validate."""
+def _parse_override(item: str | tuple[str, Any]) -> tuple[tuple[str, ...], Any, str]:
+    """(key path, value, text as the user wrote it); a (key, value) pair is taken literally, not parsed."""
+    if isinstance(item, tuple):
+        key, value = item
+        return tuple(key.split(".")), value, f"{key}={value}"
+    key, sep, raw = item.partition("=")
+    keys = tuple(k.strip() for k in key.split("."))
+    if not sep:
+        raise InputError(COMMAND_LINE, f"override '{item}' is not key=value")
+    if not all(keys):
+        raise InputError(COMMAND_LINE, f"override '{item}': '{key}' is not a dotted key like training.lr")
+    if not raw.strip():
+        return keys, "", item
+    try:
+        loader = UniqueKeyLoader(raw)
+        try:
+            value = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        problem, _ = yaml_problem(e, raw)
+        raise InputError(COMMAND_LINE, f"override '{item}': cannot parse the value {raw!r}: {problem}") from None
+    return keys, value, item
+
+
+def field_name(loc: Sequence[str | int]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _field_loc(field: str) -> tuple[str, ...]:
+    """`params.reward_models[0].path` -> ('params', 'reward_models', '0', 'path'), the keys of the line map."""
+    return tuple(re.findall(r"[^.\[\]]+", field))
+
+
+def _clean_loc(err: dict, data: Any) -> list[str | int]:
+    """The error's location as the user's keys: without pydantic's union member names (`task.arithmetic.n_train`,
+    `target_modules.list[str]`), and pointing at `task.name` when the task name is wrong."""
+    raw = list(err["loc"])
+    if len(raw) > 1 and raw[0] == "task" and raw[1] in TASK_TAGS:
+        del raw[1]
+    loc: list[str | int] = []
+    node = data
+    for p in raw:
+        if not isinstance(node, dict | list) and loc:
+            break  # past the user's data: a union member's name
+        loc.append(p)
+        if isinstance(node, dict):
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+            node = node[p]
+        else:
+            node = None
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("name")
+    return loc
+
+
+def _known_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The keys a schema accepts at `loc` (for did-you-mean hints)."""
+    classes = [model]
+    for p in loc:
+        nxt = []
+        for cls in classes:
+            field = cls.model_fields.get(str(p))
+            if field is not None:
+                nxt += _models_in(field.annotation)
+        classes = nxt
+    return [k for cls in classes for k in cls.model_fields]
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in get_args(annotation) for m in _models_in(a)]
+
+
+def _may_be_section(keys: Sequence[str]) -> bool:
+    """Whether RunConfig could hold a mapping at `keys` (unknown keys may: validation names them)."""
+    classes: list[type[BaseModel]] = [RunConfig]
+    for k in keys:
+        fields = [c.model_fields[k] for c in classes if k in c.model_fields]
+        if not fields:
+            return True
+        classes = [m for f in fields for m in _models_in(f.annotation)]
+        if not classes:  # a plain setting, unless it is a free-form mapping such as params
+            ann = fields[0].annotation
+            return dict in (ann, get_origin(ann)) or any(get_origin(a) is dict for a in get_args(ann))
+    return True
+
+
+def _blame(
+    source: str, lines: dict[tuple[str, ...], int], overrides: dict[tuple[str, ...], str], loc: tuple[str, ...]
+) -> tuple[str, int | None, str | None]:
+    """Who set `loc`: (file, line, None), or (<command line>, None, the override's text)."""
+    for key, text in reversed(overrides.items()):
+        if loc and loc[: len(key)] == key:  # the override set this key or a section holding it
+            return COMMAND_LINE, None, text
+    line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+    return source, line, None
+
+
+def _input_error(
+    e: ValidationError,
+    model: type[BaseModel],
+    data: Any,
+    source: str,
+    lines: dict[tuple[str, ...], int],
+    overrides: dict[tuple[str, ...], str],
+    prefix: tuple[str, ...] = (),
+) -> InputError:
+    err = e.errors()[0]
+    loc = _clean_loc(err, data)
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check spelling)"
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc[:-1]), n=1) if loc else []
+        msg += f": did you mean '{close[0]}'?" if close else ""
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+    if len(e.errors()) > 1:
+        msg += f" ({len(e.errors()) - 1} more)"
+    full = (*prefix, *loc)
+    where, line, override = _blame(source, lines, overrides, tuple(str(p) for p in full))
+    if override is not None:
+        msg = f"override '{override}': {msg}"
+    return InputError(where, msg, line=line, field=field_name(full) or None)
+
+
+def load_config(
+    path: str | Path | None, overrides: Sequence[str | tuple[str, Any]] = (), base: dict | None = None
+) -> RunConfig:
+    """Load a run config from YAML (or `base`), apply dotted key=value overrides and validate.
+
+    An override is `key=value` text (the value parsed as YAML) or a (key, value) pair taken as is."""
     data: dict[str, Any] = dict(base or {})
     lines: dict[tuple[str, ...], int] = {}
     source = "<config>"
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise InputError(path, "config file not found")
-        text = path.read_text()
+        text = read_text(path)
         try:
-            loaded = yaml.safe_load(text) or {}
+            loaded, lines = parse_yaml(text)
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise InputError(path, f"invalid YAML: {e}", line=mark.line + 1 if mark else None) from None
+            problem, line = yaml_problem(e, text)
+            prefix = "" if isinstance(e, DuplicateKeyError) else "invalid YAML: "
+            raise InputError(path, prefix + problem, line=line) from None
+        if loaded is None:
+            loaded = {}
         if not isinstance(loaded, dict):
-            raise InputError(path, "top level must be a mapping of keys")
+            raise InputError(path, f"top level must be a mapping of keys, not a {type(loaded).__name__}", line=1)
         data.update(loaded)
-        lines = _key_lines(text)
+    set_by: dict[tuple[str, ...], str] = {}
     for item in overrides:
-        keys, value = _parse_override(item)
+        keys, value, text = _parse_override(item)
         node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
+        for i, k in enumerate(keys[:-1]):
+            section = ".".join(keys[: i + 1])
+            if node.get(k) is None:
+                if not _may_be_section(keys[: i + 1]):
+                    raise InputError(COMMAND_LINE, f"override '{text}': '{section}' is a setting, not a section")
+                node[k] = {}
+                set_by.setdefault(keys[: i + 1], text)  # an error about the new section blames this override
+            node = node[k]
             if not isinstance(node, dict):
-                raise InputError("<command line>", f"cannot set '{item}': '{k}' is not a section")
+                raise InputError(COMMAND_LINE, f"override '{text}': '{section}' is not a section (it is {node!r})")
         node[keys[-1]] = value
+        set_by[keys] = text
     if isinstance(data.get("task"), dict):
         data["task"].setdefault("name", "arithmetic")
-    return _validate(RunConfig, data, source, lines)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise _input_error(e, RunConfig, data, source, lines, set_by) from None
+    cfg._source, cfg._lines, cfg._overrides = source, lines, set_by
+    return cfg
 
 
-def validate_params(model: type[BaseModel], cfg: RunConfig, source: str = "<config>") -> Any:
-    """Validate the recipe's `params:` section against the recipe's own schema."""
+def validate_params(model: type[BaseModel], cfg: RunConfig, source: str | None = None) -> Any:
+    """Validate the recipe's `params:` section against the recipe's own schema; errors name the file and line
+    of the offending key (or the override that set it)."""
     try:
         return model.model_validate(cfg.params)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(["params", *(str(p) for p in err["loc"])])
-        msg = "unknown key (check spelling)" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InputError(source, msg, field=loc) from None
+        raise _input_error(
+            e, model, cfg.params, source or cfg._source, cfg._lines, cfg._overrides, prefix=("params",)
+        ) from None
+
+
+def config_error(cfg: RunConfig, field: str | None, message: str) -> InputError:
+    """An InputError about setting `field` of `cfg`, naming where the user set it: file and line, or the override."""
+    source, line, override = _blame(cfg._source, cfg._lines, cfg._overrides, _field_loc(field) if field else ())
+    if override is not None:
+        message = f"override '{override}': {message}"
+    return InputError(source, message, line=line, field=field)
+
+
+@contextmanager
+def located(cfg: RunConfig) -> Iterator[None]:
+    """Checks that know only the field at fault raise InputError('<config>', ..., field=...); name the config file
+    and line (or the override) instead."""
+    try:
+        yield
+    except InputError as e:
+        if e.path != "<config>":
+            raise
+        raise config_error(cfg, e.field, e.message) from None

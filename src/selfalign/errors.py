@@ -11,7 +11,7 @@ class SelfAlignError(Exception):
 
 class InputError(SelfAlignError):
     def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None):
-        self.path, self.line, self.field = str(path), line, field
+        self.path, self.line, self.field, self.message = str(path), line, field, message
         where = self.path + (f", line {line}" if line is not None else "")
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")

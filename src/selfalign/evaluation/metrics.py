@@ -1,10 +1,12 @@
-"""Metrics over graded samples: accuracy by difficulty, unbiased pass@k, maj@k."""
+"""Metrics over graded samples, as pure functions: accuracy by difficulty, unbiased pass@k, maj@k, gold reward and
+win rate, and a judge's agreement with gold."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from math import comb
+from typing import Any
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -53,3 +55,41 @@ def accuracy_by_difficulty(rows: Iterable[dict]) -> dict[str, float]:
 def difficulty_order(d: str) -> tuple[int, str]:
     """Sort key: numeric difficulties in numeric order, then named ones."""
     return (int(d), "") if d.lstrip("-").isdigit() else (1 << 30, d)
+
+
+def policy_metrics(
+    rows: list[dict], sets: Mapping[str, Sequence[Any]], k: int, graded: bool, baseline: list[dict] | None
+) -> dict[str, Any]:
+    """A round's metrics from its graded eval samples (`k` per problem of each eval set, whose items have `.id`):
+    accuracy by difficulty; pass@k and maj@k per set when k > 1 and the problems have reference answers; mean
+    tokens; and for a task with a graded gold reward, the mean gold reward and the win rate against `baseline`
+    (the starting model's eval samples; None for the starting model itself)."""
+    metrics: dict[str, Any] = {"accuracy": accuracy_by_difficulty(rows)}
+    if k > 1 and any(r["gold"] for r in rows):  # pass@k / maj@k need reference answers
+        grouped = by_problem(rows)
+        for label, problems in sets.items():
+            groups = [grouped[p.id] for p in problems]
+            metrics.setdefault(f"pass@{k}", {})[label] = mean_pass_at_k(groups, k)
+            metrics.setdefault(f"maj@{k}", {})[label] = sum(
+                maj_at_k([r["answer"] for r in g], g[0]["gold"], k) for g in groups
+            ) / len(groups)
+    metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
+    if graded:
+        metrics["gold_reward"] = sum(r["reward"] for r in rows) / max(1, len(rows))
+        if baseline is not None:
+            metrics["win_rate"] = win_rate(rows, baseline)
+    return metrics
+
+
+def win_rate(rows: list[dict], baseline: list[dict]) -> float:
+    """Share of eval samples whose gold reward beats the starting model's on the same prompt and
+    sample index (ties count half): the gold win rate against round 0 (the SFT model)."""
+    base = {r["id"]: r["reward"] for r in baseline}
+    wins = [0.5 if r["reward"] == base[r["id"]] else float(r["reward"] > base[r["id"]]) for r in rows]
+    return sum(wins) / max(1, len(wins))
+
+
+def annotation_accuracy(pairs: list[dict]) -> float | None:
+    """Share of judged pairs whose label gold agrees with (gold ties left out); None when none can be scored."""
+    judged = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
+    return sum(judged) / len(judged) if judged else None

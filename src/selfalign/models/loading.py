@@ -1,4 +1,9 @@
-"""Load a causal LM + tokenizer by HF hub id, local path or builtin name; optional LoRA via peft."""
+"""Load a model by HF hub id, local path or builtin name; optional LoRA via peft.
+
+`load(kind, path)` is the one entry point: a causal LM (`policy`), a scalar head read at the last token
+(`reward`: reward models and ORMs) or a token-classification head read at each step's last token (`prm`).
+A head that the checkpoint lacks is drawn fresh, so seed the RNG before loading one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from selfalign.config import LoraConfig
@@ -31,6 +37,9 @@ def resolve_model_path(path: str) -> str:
     if looks_local and not Path(path).expanduser().exists():
         raise InputError(path, "model path does not exist", field="model.path")
     return str(Path(path).expanduser()) if looks_local else path
+
+
+LOAD_ERRORS = (OSError, ValueError, SafetensorError)  # what a missing or corrupt checkpoint raises
 
 
 def _dtype(name: str) -> torch.dtype | str:
@@ -76,7 +85,7 @@ def load_policy(
             model = AutoPeftModelForCausalLM.from_pretrained(resolved, dtype=_dtype(dtype), is_trainable=True)
         else:
             model = AutoModelForCausalLM.from_pretrained(resolved, dtype=_dtype(dtype))
-    except OSError as e:
+    except LOAD_ERRORS as e:
         raise InputError(path, f"cannot load model: {e}", field="model.path") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -107,3 +116,21 @@ def add_lora(model: PreTrainedModel, lora: LoraConfig, task_type: str) -> PreTra
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_head_model(
+    path: str, auto_class: type, num_labels: int, task_type: str, lora: LoraConfig | None, dtype: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A classification head (`auto_class`) on a checkpoint: a trained head, or a fresh one on a causal LM."""
+    resolved = resolve_model_path(path)
+    try:
+        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(resolved)
+        model = auto_class.from_pretrained(resolved, num_labels=num_labels, dtype=_dtype(dtype))
+    except LOAD_ERRORS as e:
+        raise InputError(path, f"cannot load {auto_class.__name__}: {e}", field="model.path") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if lora is not None:
+        model = add_lora(model, lora, task_type)
+    return model, tokenizer

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict, validate_params
-from selfalign.recipes.loop import Loop, load_preference_source
+from selfalign.config import Strict
+from selfalign.loop import Loop, load_preference_source
 from selfalign.tasks.base import Task
 
 SUMMARY = "DPO / cDPO / robust DPO / IPO / DPO+NLL from prompt/chosen/rejected pairs (offline)."
@@ -25,14 +25,14 @@ class DpoParams(Strict):
 PARAMS = DpoParams
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
+def validate(p: DpoParams, task: Task) -> None:
     """Reject a bad pairs file before the run directory exists."""
-    load_preference_source(task, validate_params(PARAMS, cfg).data)
+    load_preference_source(task, p.data)
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: DpoParams = loop.params
     loop.evaluate(0, loop.base)
     pairs = loop.pairs(1, p.data)
-    model = loop.train(1, loop.base, pairs, fit=loop.fit_pairs)
+    model = loop.train(1, loop.base, pairs, trainer="pairs")
     loop.evaluate(1, model, train_pairs=len(pairs))

@@ -9,16 +9,14 @@ Reports step-label and first-error accuracy on held-out stepwise records before 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict, validate_params
-from selfalign.recipes.loop import Loop
-from selfalign.stepwise import CLASSES, load_stepwise
+from selfalign.config import Strict
+from selfalign.loop import Loop
+from selfalign.records import load_stepwise
 from selfalign.tasks.base import Task
-from selfalign.training.verifiers import train_prm
 
 SUMMARY = "Process reward model from stepwise records (binary or PRM800K ternary); held-out step accuracy."
 
@@ -34,17 +32,14 @@ class PrmParams(Strict):
 PARAMS = PrmParams
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
-    p = validate_params(PARAMS, cfg)
+def validate(p: PrmParams, task: Task) -> None:
     load_stepwise(p.data, p.label_kind)
     load_stepwise(p.eval_data, p.label_kind)
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: PrmParams = loop.params
     train, test = load_stepwise(p.data, p.label_kind), load_stepwise(p.eval_data, p.label_kind)
     loop.evaluate_steps(0, loop.base, test, p.label_kind)
-    fit = partial(train_prm, label_kind=p.label_kind)
-    load = partial(loop.load_prm, num_labels=CLASSES[p.label_kind])
-    prm = loop.train(1, loop.base, train, fit=fit, load=load, name="prm")
+    prm = loop.train(1, loop.base, train, trainer="prm", name="prm", label_kind=p.label_kind)
     loop.evaluate_steps(1, prm, test, p.label_kind, train_records=len(train))

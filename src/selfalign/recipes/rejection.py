@@ -14,13 +14,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfalign.config import RunConfig, Strict, validate_params
-from selfalign.models.loading import resolve_model_path
-from selfalign.recipes.loop import Loop
-from selfalign.recipes.star import sft_record
+from selfalign.config import Strict
+from selfalign.loop import Loop
+from selfalign.models import resolve_model_path
+from selfalign.records import sft_record
 from selfalign.scoring.base import CheckerScorer, Scorer
-from selfalign.scoring.reward import LinearCombination, RewardModelScorer, SafetyGatedCombination
-from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
+from selfalign.scoring.factory import build_scorer
+from selfalign.scoring.reward import LinearCombination, SafetyGatedCombination
 from selfalign.tasks.base import Task
 
 SUMMARY = "Rejection sampling (Llama 2): best of K by a scorer becomes the SFT target, pooled across rounds."
@@ -65,20 +65,17 @@ class RejectionParams(Strict):
 PARAMS = RejectionParams
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
-    p = validate_params(PARAMS, cfg)
+def validate(p: RejectionParams, task: Task) -> None:
     for path in [m.path for m in p.reward_models] + ([p.verifier.path] if p.verifier else []):
         resolve_model_path(path)
 
 
 def make_scorer(loop: Loop, p: RejectionParams) -> Scorer:
-    if p.verifier is not None and p.verifier.kind == "orm":
-        return OutcomeScorer(loop.load_reward_model(p.verifier.path))
     if p.verifier is not None:
-        return ProcessScorer(loop.load_prm(p.verifier.path), loop.task, p.verifier.aggregate)
+        return build_scorer(p.verifier.kind, p.verifier.path, loop.load, loop.task, p.verifier.aggregate)
     if not p.reward_models:
         return CheckerScorer(loop.task)
-    scorers = [RewardModelScorer(loop.load_reward_model(m.path)) for m in p.reward_models]
+    scorers = [build_scorer("rm", m.path, loop.load, loop.task) for m in p.reward_models]
     if p.combine == "safety_gated":
         by_role = {m.role: s for m, s in zip(p.reward_models, scorers)}
         return SafetyGatedCombination(by_role["helpfulness"], by_role["safety"], p.safety_threshold)
@@ -88,7 +85,7 @@ def make_scorer(loop: Loop, p: RejectionParams) -> Scorer:
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: RejectionParams = loop.params
     scorer = make_scorer(loop, p)
     min_score = p.min_score if p.min_score is not None or p.reward_models or p.verifier else 0.5
     base = model = loop.base

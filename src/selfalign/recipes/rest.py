@@ -10,8 +10,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from selfalign.config import Strict
-from selfalign.recipes.loop import Loop
-from selfalign.recipes.star import first_correct, sft_record
+from selfalign.filters import first_correct
+from selfalign.loop import Loop
+from selfalign.records import sft_record
 
 SUMMARY = "ReST-EM: E-step samples N per problem keeping at most m correct, M-step fine-tunes the base model."
 
@@ -25,7 +26,7 @@ PARAMS = RestParams
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: RestParams = loop.params
     base = model = loop.base
     loop.evaluate(0, model)
     for t in range(1, p.iterations + 1):

@@ -9,17 +9,15 @@ Reports pairwise accuracy on held-out pairs before (fresh head) and after traini
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict, validate_params
+from selfalign.config import Strict
 from selfalign.errors import InputError
-from selfalign.pairs import load_pairs
-from selfalign.recipes.loop import Loop, load_preference_source
+from selfalign.loop import Loop, load_preference_source
+from selfalign.records import load_pairs
 from selfalign.tasks.base import Task
-from selfalign.training.reward import train_reward
 
 SUMMARY = "Reward model (Bradley-Terry, optional Llama-2 margins) from preference pairs; held-out pair accuracy."
 
@@ -38,22 +36,21 @@ PARAMS = RewardParams
 def held_out(task: Task, eval_data: str | None) -> list[dict]:
     if eval_data is not None:
         return load_pairs(eval_data)[0]
-    if not hasattr(task, "eval_pairs"):
+    pairs = task.eval_pairs()
+    if pairs is None:
         raise InputError("<config>", f"task '{task.name}' has no held-out pairs; set it", field="params.eval_data")
-    return task.eval_pairs
+    return pairs
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
-    p = validate_params(PARAMS, cfg)
+def validate(p: RewardParams, task: Task) -> None:
     load_preference_source(task, p.data)
     held_out(task, p.eval_data)
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: RewardParams = loop.params
     test = held_out(loop.task, p.eval_data)
     loop.evaluate_pairs(0, loop.base, test)
     pairs = loop.pairs(1, p.data)
-    fit = partial(train_reward, margins=None if p.margins == "none" else p.margins)
-    rm = loop.train(1, loop.base, pairs, fit=fit, load=loop.load_reward_model)
+    rm = loop.train(1, loop.base, pairs, trainer="reward", margins=None if p.margins == "none" else p.margins)
     loop.evaluate_pairs(1, rm, test, train_pairs=len(pairs))

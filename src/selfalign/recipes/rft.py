@@ -14,9 +14,9 @@ from pydantic import Field
 
 from selfalign.config import Strict
 from selfalign.evaluation.metrics import by_problem
-from selfalign.recipes.dedup import DedupMode, dedup_paths
-from selfalign.recipes.loop import Loop
-from selfalign.recipes.star import sft_record
+from selfalign.filters import DedupMode, dedup_paths
+from selfalign.loop import Loop
+from selfalign.records import sft_record
 
 SUMMARY = "Rejection-sampling fine-tuning: k samples, keep distinct correct paths, train the base model."
 
@@ -33,7 +33,7 @@ PARAMS = RftParams
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: RftParams = loop.params
     base = loop.base
     loop.evaluate(0, base)
 

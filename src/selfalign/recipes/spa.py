@@ -18,19 +18,18 @@ Each round's eval row carries the judge's accuracy against the hidden gold label
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfalign.config import RefinementConfig, RunConfig, Strict, validate_params
+from selfalign.config import RefinementConfig, Strict
 from selfalign.errors import InputError
-from selfalign.models.loading import resolve_model_path
-from selfalign.recipes.loop import Loop, annotation_accuracy
+from selfalign.evaluation.metrics import annotation_accuracy
+from selfalign.loop import Loop
+from selfalign.models import resolve_model_path
 from selfalign.scoring.base import Scorer
-from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.factory import build_scorer
 from selfalign.scoring.pairwise import PairwiseJudge, judge_records
-from selfalign.scoring.reward import RewardModelScorer
 from selfalign.tasks.base import Task
 
 SUMMARY = "SPA: expand a small preference seed with self-annotated pairs (implicit reward) and self-refinement."
@@ -79,16 +78,16 @@ class SpaParams(Strict):
 PARAMS = SpaParams
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
-    p = validate_params(PARAMS, cfg)
-    if not (hasattr(task, "pairs") and hasattr(task, "unlabelled")):
+def validate(p: SpaParams, task: Task) -> None:
+    pool = task.unlabelled()
+    if task.gold_pairs("seed") is None or pool is None:
         raise InputError("<config>", "SPA needs a task with a labelled seed and unlabelled prompts", field="task.name")
     needed = p.iterations * p.prompts_per_iteration
-    if len(task.unlabelled()) < needed:
+    if len(pool) < needed:
         raise InputError(
             "<config>",
             f"{p.iterations} iterations x {p.prompts_per_iteration} prompts need {needed} unlabelled prompts; "
-            f"the task has {len(task.unlabelled())}",
+            f"the task has {len(pool)}",
             field="params.prompts_per_iteration",
         )
     if p.judge_model:
@@ -97,21 +96,21 @@ def validate(cfg: RunConfig, task: Task) -> None:
 
 def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, seed: list[dict]) -> Scorer:
     if p.judge == "rm":
-        return RewardModelScorer(loop.load_reward_model(p.judge_model))
+        return build_scorer("rm", p.judge_model, loop.load, loop.task)
     if p.judge == "self":
         lessons = judge_records(seed, p.judge_template, p.judge_labels)
         judge = loop.train(round, model, lessons, steps=p.judge_steps, name="judge")
-        return PairwiseJudge(loop.load(judge), p.judge_template, p.judge_labels)
+        return PairwiseJudge(loop.load("policy", judge), p.judge_template, p.judge_labels)
     reference = loop.base if p.judge_reference == "sft" else previous
-    return ImplicitRewardScorer(loop.load(model), loop.load(reference), loop.cfg.preference.beta)
+    return build_scorer("implicit", model, loop.load, loop.task, reference=reference, beta=loop.cfg.preference.beta)
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: SpaParams = loop.params
     sft = loop.base
     loop.evaluate(0, sft)
     seed = loop.pairs(1, "seed")
-    model = loop.train(1, sft, seed, steps=p.seed_steps, fit=loop.fit_pairs)
+    model = loop.train(1, sft, seed, steps=p.seed_steps, trainer="pairs")
     loop.evaluate(1, model, train_pairs=len(seed))
     pool, previous = loop.task.unlabelled(), sft
     for i in range(1, p.iterations + 1):
@@ -121,5 +120,5 @@ def run(loop: Loop) -> None:
         pairs = loop.judge(t, samples, prompts, make_judge(loop, p, t, model, previous, seed))
         lam = p.lambdas[min(i, len(p.lambdas)) - 1]
         refinement = p.refinement.model_copy(update={"lam": lam}) if p.refine else None
-        previous, model = model, loop.train(t, model, pairs, fit=partial(loop.fit_pairs, refinement=refinement))
+        previous, model = model, loop.train(t, model, pairs, trainer="pairs", refinement=refinement)
         loop.evaluate(t, model, train_pairs=len(pairs), annotation_accuracy=annotation_accuracy(pairs))

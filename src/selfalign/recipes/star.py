@@ -18,7 +18,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from selfalign.config import Strict
-from selfalign.recipes.loop import Loop, mean_accuracy, scaled_steps
+from selfalign.filters import first_correct
+from selfalign.loop import Loop, mean_accuracy, scaled_steps
+from selfalign.records import sft_record
 
 SUMMARY = "Self-Taught Reasoner: keep correct rationales, rationalize failures with the answer as a hint."
 
@@ -38,7 +40,7 @@ PARAMS = StarParams
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: StarParams = loop.params
     base = model = loop.base
     best = mean_accuracy(loop.evaluate(0, model), p.target)
     stale, data = 0, []
@@ -65,24 +67,3 @@ def run(loop: Loop) -> None:
         best = max(best, score)
         if stale >= p.patience:
             break
-
-
-def first_correct(samples: list[dict], limit: int) -> list[dict]:
-    """Up to `limit` correct samples per problem, in sample order."""
-    counts: dict[str, int] = {}
-    out = []
-    for r in samples:
-        if r["correct"] and counts.get(r["problem_id"], 0) < limit:
-            counts[r["problem_id"]] = counts.get(r["problem_id"], 0) + 1
-            out.append(r)
-    return out
-
-
-def sft_record(sample: dict) -> dict:
-    """An SFT record from a graded sample; the prompt is always the un-hinted one."""
-    return {
-        "prompt": sample["prompt"],
-        "completion": sample["completion"],
-        "source": sample["id"],
-        "provenance": {**sample["provenance"], "hinted": sample["hinted"]},
-    }

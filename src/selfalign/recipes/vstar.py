@@ -20,23 +20,22 @@ measured against and test-time selection.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from itertools import product
 from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict, validate_params
+from selfalign.config import Strict
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
-from selfalign.evaluation.verifiers import Kind, outcome_verifiers, scorer_factories
-from selfalign.models.loading import Policy
-from selfalign.recipes.loop import Fit, Loop
-from selfalign.recipes.star import first_correct, sft_record
+from selfalign.filters import first_correct
+from selfalign.loop import Loop
+from selfalign.records import Problem, pair_record, sft_record, stepwise_record
+from selfalign.scoring.factory import ScorerKind
 from selfalign.stepwise import mc_step_labels, step_labels_from_check, step_prefixes
-from selfalign.tasks.base import Problem, Task
-from selfalign.training.verifiers import train_orm, train_prm
+from selfalign.tasks.base import Task
+from selfalign.verifier_eval import outcome_verifiers, scorer_factories
 
 SUMMARY = "V-STaR: DPO verifier from self-generated correct/incorrect samples, vs ORM, PRM and PRM-MC, best-of-N."
 Verifier = Literal["vstar", "orm", "prm", "prm_mc"]
@@ -62,15 +61,14 @@ class VStarParams(Strict):
 PARAMS = VStarParams
 
 
-def validate(cfg: RunConfig, task: Task) -> None:
-    p = validate_params(PARAMS, cfg)
+def validate(p: VStarParams, task: Task) -> None:
     sets = task.eval_sets()
     if p.test is not None and p.test not in sets:
         raise InputError("<config>", f"no eval set '{p.test}' (have: {', '.join(sets)})", field="params.test")
 
 
 def run(loop: Loop) -> None:
-    p = loop.params(PARAMS)
+    p: VStarParams = loop.params
     sft = model = loop.base
     loop.evaluate(0, model)
     d_gen: list[dict] = []
@@ -87,23 +85,23 @@ def run(loop: Loop) -> None:
 
     T = p.iterations
 
-    def train_verifier(name: str, records: list[dict], fit: Fit, load: Callable[..., Policy] | None = None) -> str:
+    def train_verifier(name: str, records: list[dict], trainer: str) -> str:
         """Each verifier starts from the SFT model, with its own steps and learning rate."""
-        return loop.train(T, sft, records, steps=p.verifier_steps, fit=fit, load=load, name=name, lr=p.verifier_lr)
+        return loop.train(T, sft, records, steps=p.verifier_steps, trainer=trainer, name=name, lr=p.verifier_lr)
 
-    trained: dict[str, tuple[Kind, str]] = {}  # verifier name -> (kind, checkpoint)
+    trained: dict[str, tuple[ScorerKind, str]] = {}  # verifier name -> (kind, checkpoint)
     if "vstar" in p.verifiers:
         pairs = correct_incorrect_pairs(d_ver, p.pairs_per_problem, loop.cfg.seed)
-        trained["vstar"] = ("implicit", train_verifier("vstar", pairs, loop.fit_pairs))
+        trained["vstar"] = ("implicit", train_verifier("vstar", pairs, "pairs"))
     if "orm" in p.verifiers:
         outcomes = [outcome_record(r) for r in d_ver]
-        trained["orm"] = ("orm", train_verifier("orm", outcomes, train_orm, loop.load_reward_model))
+        trained["orm"] = ("orm", train_verifier("orm", outcomes, "orm"))
     if "prm" in p.verifiers:
         records = [checker_step_record(loop.task, r) for r in d_ver]
-        trained["prm"] = ("prm", train_verifier("prm", records, train_prm, loop.load_prm))
+        trained["prm"] = ("prm", train_verifier("prm", records, "prm"))
     if "prm_mc" in p.verifiers:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
-        trained["prm_mc"] = ("prm", train_verifier("prm_mc", records, train_prm, loop.load_prm))
+        trained["prm_mc"] = ("prm", train_verifier("prm_mc", records, "prm"))
 
     test = p.test or list(loop.task.eval_sets())[-1]
     problems = loop.task.eval_sets()[test]
@@ -123,9 +121,7 @@ def correct_incorrect_pairs(d_ver: list[dict], per_problem: int, seed: int) -> l
         wrong = list(dict.fromkeys(r["completion"] for r in rows if not r["correct"]))
         combos = list(product(right, wrong))
         for chosen, rejected in rng.sample(combos, min(per_problem, len(combos))):
-            pairs.append(
-                {"id": rows[0]["problem_id"], "prompt": rows[0]["prompt"], "chosen": chosen, "rejected": rejected}
-            )
+            pairs.append(pair_record(rows[0]["prompt"], chosen, rejected, id=rows[0]["problem_id"]))
     return pairs
 
 
@@ -142,7 +138,7 @@ def checker_step_record(task: Task, sample: dict) -> dict:
     """Stepwise record with the checker's labels, up to and including the first wrong step (PRM800K)."""
     steps = task.steps(sample["completion"])
     labels = step_labels_from_check(len(steps), sample["first_error"], "binary")
-    return {"prompt": sample["prompt"], "completions": steps[: len(labels)], "labels": labels, "source": sample["id"]}
+    return stepwise_record(sample["prompt"], steps[: len(labels)], labels, sample["id"])
 
 
 def monte_carlo_step_records(
@@ -166,5 +162,5 @@ def monte_carlo_step_records(
         per_step = answers[at : at + len(steps) - 1] + [[r["answer"]]]
         at += len(steps) - 1
         labels = [bool(v) for v in mc_step_labels(per_step, r["gold"], "hard")]
-        records.append({"prompt": r["prompt"], "completions": steps, "labels": labels, "source": r["id"]})
+        records.append(stepwise_record(r["prompt"], steps, labels, r["id"]))
     return records

@@ -10,20 +10,77 @@ from pathlib import Path
 import yaml
 
 from selfalign.errors import InputError
-from selfalign.records import atomic_write_text, read_jsonl
+from selfalign.records import atomic_write_text, iter_jsonl
 from selfalign.report.plots import plot_accuracy, plot_best_of_n
-from selfalign.report.tables import columns
+from selfalign.report.tables import SCALARS, columns
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _curves(v: object) -> bool:
+    """{method: {N: solve rate}}"""
+    return isinstance(v, dict) and all(
+        isinstance(c, dict) and all(str(n).isdigit() and _number(x) for n, x in c.items()) for c in v.values()
+    )
+
+
+def read_metrics(metrics: Path) -> list[dict]:
+    """metrics.jsonl, checked for what the tables and plots read, so a hand-edited or foreign file gets a
+    message naming its line instead of a traceback from matplotlib."""
+    rows = []
+    for lineno, r in iter_jsonl(metrics, required=("round", "accuracy")):
+        if isinstance(r["round"], bool) or not isinstance(r["round"], int):
+            raise InputError(metrics, f"must be an integer, got {r['round']!r}", line=lineno, field="round")
+        if not isinstance(r["accuracy"], dict) or not all(_number(v) for v in r["accuracy"].values()):
+            raise InputError(metrics, "must map each eval set to a number", line=lineno, field="accuracy")
+        for _, key, _ in SCALARS:
+            if r.get(key) is not None and not _number(r[key]):
+                raise InputError(metrics, f"must be a number, got {r[key]!r}", line=lineno, field=key)
+        if "best_of_n" in r and not _curves(r["best_of_n"]):
+            raise InputError(metrics, "must map each method to {N: solve rate}", line=lineno, field="best_of_n")
+        aucs = r.get("verifier_auc", {})
+        if not isinstance(aucs, dict) or not all(v is None or _number(v) for v in aucs.values()):
+            raise InputError(metrics, "must map each verifier to a number", line=lineno, field="verifier_auc")
+        rows.append(r)
+    if not rows:
+        raise InputError(metrics, "no rounds in it yet: the run has not evaluated anything")
+    return rows
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
 
 
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
+    if not run_dir.is_dir():
+        raise InputError(run_dir, "not a directory" if run_dir.exists() else "no such run directory")
     if not metrics.is_file():
         raise InputError(run_dir, "no metrics.jsonl here; is this a run directory?")
-    rows = read_jsonl(metrics, required=("round", "accuracy"))
+    rows = read_metrics(metrics)
+    try:
+        return _write(run_dir, rows)
+    except OSError as e:
+        raise InputError(run_dir, f"cannot write the report: {e.strerror or e}") from None
+
+
+def _write(run_dir: Path, rows: list[dict]) -> Path:
     png = plot_accuracy(rows, run_dir / "accuracy.png", title=f"{run_dir.name}: held-out accuracy")
-    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
-    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
+    # config and manifest only decorate the page: an unreadable one is left out, not an error
+    config = _text(run_dir / "config.yaml")
+    try:
+        manifest = json.loads(_text(run_dir / "manifest.json") or "{}")
+    except ValueError:
+        manifest = {}
+    stages_done = manifest.get("stages") if isinstance(manifest, dict) else None
+    if not isinstance(stages_done, dict):
+        stages_done = {}
 
     headers, cells = columns(rows)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -37,7 +94,8 @@ def write_report(run_dir: str | Path) -> Path:
         "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>".format(
             html.escape(k), v.get("seconds", ""), html.escape(json.dumps(v.get("summary")))
         )
-        for k, v in manifest.get("stages", {}).items()
+        for k, v in stages_done.items()
+        if isinstance(v, dict)
     )
     img = base64.b64encode(png.read_bytes()).decode()
     extra = ""
@@ -55,7 +113,11 @@ def write_report(run_dir: str | Path) -> Path:
                 head_row = "<tr><th>verifier</th><th>AUC, correct against incorrect samples</th></tr>"
                 extra += f"<table>{head_row}{aucs}</table>"
 
-    recipe = yaml.safe_load(config).get("recipe", "") if config else ""
+    try:
+        frozen = yaml.safe_load(config) if config else {}
+    except yaml.YAMLError:
+        frozen = {}
+    recipe = frozen.get("recipe", "") if isinstance(frozen, dict) else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}

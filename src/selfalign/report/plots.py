@@ -10,6 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from selfalign.evaluation.metrics import difficulty_order  # noqa: E402
+from selfalign.records import atomic_write  # noqa: E402
+
+
+def _save(fig: plt.Figure, out: Path) -> None:
+    """A PNG written atomically (temp file + rename), so a report page never embeds half a plot."""
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_accuracy(rows: list[dict], out: str | Path, title: str = "held-out accuracy per round") -> Path:
@@ -28,8 +37,7 @@ def plot_accuracy(rows: list[dict], out: str | Path, title: str = "held-out accu
     ax.legend(fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
     return out
 
 
@@ -48,6 +56,5 @@ def plot_best_of_n(curves: dict[str, dict], out: str | Path, title: str = "solve
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
     return out

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from selfalign.tasks.base import Problem, Task
+from selfalign.records import Problem
+from selfalign.tasks.base import Task
 
 
 class Scorer(Protocol):

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from selfalign.models.loading import Policy
-from selfalign.tasks.base import Problem
-from selfalign.training.collate import score_completions
+from selfalign.batching import Batch, batched_forward, encode_sft, model_inputs, pad_right
+from selfalign.models import Policy
+from selfalign.records import Problem
 from selfalign.training.objectives import implicit_reward, sequence_logprobs
 
 
-def _logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return sequence_logprobs(logits, batch["labels"])[0]
+def _logps(model: torch.nn.Module, batch: Batch) -> list[float]:
+    return sequence_logprobs(model(**model_inputs(batch)).logits, batch["labels"])[0].tolist()
 
 
 def completion_logps(policy: Policy, prompts: list[str], completions: list[str], batch_size: int = 256) -> list[float]:
     """Summed log pi(completion + EOS | prompt) for each pair."""
-    return score_completions(policy, prompts, completions, _logps, batch_size)
+    rows = [encode_sft(policy, p, c) for p, c in zip(prompts, completions)]
+    return batched_forward(
+        policy.model, rows, partial(pad_right, pad_id=policy.tokenizer.pad_token_id), _logps, batch_size
+    )
 
 
 class ImplicitRewardScorer:

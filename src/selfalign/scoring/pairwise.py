@@ -8,13 +8,14 @@ orders and the two are averaged, which cancels the judge's position bias (RLAIF 
 from __future__ import annotations
 
 import math
+from functools import partial
 from itertools import combinations
 
 import torch
 
-from selfalign.models.loading import Policy
-from selfalign.tasks.base import Problem
-from selfalign.training.collate import pad_right
+from selfalign.batching import Batch, batched_forward, model_inputs, pad_right
+from selfalign.models import Policy
+from selfalign.records import Problem
 
 
 def judge_records(pairs: list[dict], template: str, labels: tuple[str, str]) -> list[dict]:
@@ -40,22 +41,18 @@ class PairwiseJudge:
         self.label_ids = [i[0] for i in ids]
         self.name = f"pairwise:{policy.source}"
 
-    @torch.no_grad()
     def first_wins(self, prompts: list[str], firsts: list[str], seconds: list[str]) -> list[float]:
         """P(first better) in the order given, from the verdict labels' renormalised next-token probabilities."""
-        model = self.policy.model.eval()
-        device = next(model.parameters()).device
         texts = [self.template.format(prompt=p, first=a, second=b) for p, a, b in zip(prompts, firsts, seconds)]
         rows = [{"input_ids": ids, "labels": ids} for ids in map(self.policy.encode_prompt, texts)]
-        out: list[float] = []
-        for b in range(0, len(rows), self.batch_size):
-            chunk = rows[b : b + self.batch_size]
-            batch = {k: v.to(device) for k, v in pad_right(chunk, self.policy.tokenizer.pad_token_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            last = batch["attention_mask"].sum(-1) - 1
-            verdict = logits[torch.arange(len(chunk), device=device), last][:, self.label_ids].float()
-            out += verdict.softmax(-1)[:, 0].tolist()
-        return out
+        collate = partial(pad_right, pad_id=self.policy.tokenizer.pad_token_id)
+        return batched_forward(self.policy.model, rows, collate, self._verdict, self.batch_size)
+
+    def _verdict(self, model: torch.nn.Module, batch: Batch) -> list[float]:
+        logits = model(**model_inputs(batch)).logits
+        last = batch["attention_mask"].sum(-1) - 1
+        verdict = logits[torch.arange(len(last), device=logits.device), last][:, self.label_ids].float()
+        return verdict.softmax(-1)[:, 0].tolist()
 
     def preferences(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         """P(a better than b), averaged over both presentation orders."""

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 
 from selfalign.models.reward import RewardModel
+from selfalign.records import Problem
 from selfalign.scoring.base import Scorer
-from selfalign.tasks.base import Problem
 
 
 class RewardModelScorer:

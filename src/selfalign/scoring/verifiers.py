@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from selfalign.models.prm import ProcessRewardModel
 from selfalign.models.reward import RewardModel
+from selfalign.records import Problem
 from selfalign.scoring.reward import sigmoid
 from selfalign.stepwise import solution_score
-from selfalign.tasks.base import Problem, Task
+from selfalign.tasks.base import Task
 
 
 class OutcomeScorer:

@@ -23,7 +23,8 @@ import re
 import string
 
 from selfalign.config import ArithmeticTaskConfig
-from selfalign.tasks.base import Check, Problem
+from selfalign.errors import InputError
+from selfalign.tasks.base import Check, Problem, Task
 
 COLUMNS = string.ascii_lowercase
 ALPHABET = "0123456789+=? " + COLUMNS + COLUMNS.upper()  # every character the task can produce
@@ -77,12 +78,24 @@ def answer_from_steps(steps: list[str]) -> str | None:
     return str(int(sums[-1][0] + "".join(s[1] for s in reversed(sums))))
 
 
+def check_rounds(cfg: ArithmeticTaskConfig, rounds: int) -> None:
+    """Refuse a curriculum (grow_digits) that outgrows the column letters before its last round."""
+    top = max(cfg.train_digits) + cfg.grow_digits * (rounds - 1)
+    if top > len(COLUMNS):
+        raise InputError(
+            "<config>",
+            f"{rounds} rounds growing train_digits (up to {max(cfg.train_digits)}) by {cfg.grow_digits} reach "
+            f"{top}-digit sums; at most {len(COLUMNS)} digits have column letters",
+            field="task.grow_digits",
+        )
+
+
 def random_operands(n: int, rng: random.Random) -> tuple[int, int]:
     lo = 10 ** (n - 1) if n > 1 else 0
     return rng.randint(lo, 10**n - 1), rng.randint(lo, 10**n - 1)
 
 
-class ArithmeticTask:
+class ArithmeticTask(Task):
     name = "arithmetic"
 
     def __init__(self, cfg: ArithmeticTaskConfig | None = None):
@@ -95,7 +108,8 @@ class ArithmeticTask:
     def _draw(self, n: int, count: int, rng: random.Random, exclude: set = frozenset()) -> list[Problem]:
         problems, seen = [], set(exclude)
         space = (10**n - 10 ** (n - 1) if n > 1 else 10) ** 2
-        while len(problems) < min(count, space - len(exclude)):
+        excluded = sum(len(a) == n for a, _ in exclude)  # held-out sums of other lengths take no room here
+        while len(problems) < min(count, space - excluded):
             a, b = random_operands(n, rng)
             if (str(a), str(b)) not in seen:
                 seen.add((str(a), str(b)))

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import UnionType
 
 from selfalign.config import JsonlTaskConfig
 from selfalign.errors import InputError
 from selfalign.records import iter_jsonl
-from selfalign.tasks.base import Check, Problem
+from selfalign.tasks.base import Check, Problem, Task
 
 
 def _normalize(ans: str) -> str:
     return ans.strip().replace(",", "").rstrip(".")
 
 
-class JsonlTask:
+def _plain(value: object, types: type | UnionType) -> bool:
+    """A non-empty scalar of `types` (a bool is not a number here)."""
+    return not isinstance(value, bool) and isinstance(value, types) and bool(str(value).strip())
+
+
+class JsonlTask(Task):
     name = "jsonl"
 
     def __init__(self, cfg: JsonlTaskConfig):
@@ -28,19 +34,34 @@ class JsonlTask:
         self._eval = self._load(cfg.eval_path) if cfg.eval_path else []
 
     def _load(self, path: str) -> list[Problem]:
+        """The file's problems; a repeated id or question is an error, since problems are keyed by id and a
+        repeat would silently merge two records into one problem."""
         q, a = self.cfg.question_field, self.cfg.answer_field
-        problems = []
+        problems: list[Problem] = []
+        ids: dict[str, int] = {}
+        questions: dict[str, int] = {}
         for lineno, rec in iter_jsonl(path, required=(q, a)):
             for key in (q, a):
-                if not isinstance(rec[key], str | int | float) or str(rec[key]).strip() == "":
+                if not _plain(rec[key], str | int | float):
                     raise InputError(path, "must be a non-empty string", line=lineno, field=key)
             gold = self.extract(str(rec[a]))
-            if gold is None:
+            if not gold:
                 raise InputError(path, f"no final answer matches {self.cfg.answer_pattern!r}", line=lineno, field=a)
+            for key in ("id", "difficulty"):
+                if key in rec and not _plain(rec[key], str | int):
+                    msg = f"must be a non-empty string or an integer, got {rec[key]!r}"
+                    raise InputError(path, msg, line=lineno, field=key)
             question = str(rec[q])
+            pid = str(rec.get("id", f"{Path(path).stem}-{lineno}"))
+            if pid in ids:
+                raise InputError(path, f"duplicate id {pid!r} (first on line {ids[pid]})", line=lineno, field="id")
+            if question in questions:
+                msg = f"duplicate question (first on line {questions[question]}); give each problem once"
+                raise InputError(path, msg, line=lineno, field=q)
+            ids[pid], questions[question] = lineno, lineno
             problems.append(
                 Problem(
-                    id=str(rec.get("id", f"{Path(path).stem}-{lineno}")),
+                    id=pid,
                     prompt=self.cfg.prompt_template.format(question=question),
                     answer=gold,
                     difficulty=str(rec.get("difficulty", "all")),
@@ -55,7 +76,8 @@ class JsonlTask:
         m = self._pattern.search(text)
         if not m:
             return None
-        return _normalize(m.group(1) if m.groups() else m.group(0))
+        found = m.group(1) if m.groups() else m.group(0)
+        return None if found is None else _normalize(found)  # an optional group may match nothing
 
     def train_problems(self, round: int, seed: int) -> list[Problem]:
         return self._train

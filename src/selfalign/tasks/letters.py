@@ -17,7 +17,7 @@ import random
 import string
 
 from selfalign.config import LettersTaskConfig
-from selfalign.tasks.base import Check, Problem
+from selfalign.tasks.base import Check, Problem, Task
 
 LETTERS = string.ascii_lowercase
 ALPHABET = LETTERS + ":"
@@ -57,7 +57,7 @@ def gold_pair(prompt: str, rng: random.Random) -> dict:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "strength": strength(gc - gr), "gap": gc - gr}
 
 
-class LettersTask:
+class LettersTask(Task):
     name = "letters"
     graded = True  # Check.reward is the hidden gold reward: evaluations report it and the win rate
 
@@ -68,7 +68,7 @@ class LettersTask:
         self._eval = [
             Problem(id=f"letters-eval-{i}", prompt=p, answer="", difficulty="letters") for i, p in enumerate(prompts)
         ]
-        self.eval_pairs = [gold_pair(p, rng) for p in prompts]
+        self._eval_pairs = [gold_pair(p, rng) for p in prompts]
         pool_rng = random.Random(EVAL_SEED + 1)
         self.pool = [
             Problem(id=f"letters-{i}", prompt=p, answer="", difficulty="letters")
@@ -80,10 +80,13 @@ class LettersTask:
     def _prompts(n: int, rng: random.Random) -> list[str]:
         return ["".join(sorted(rng.sample(LETTERS, SET_SIZE))) + ":" for _ in range(n)]
 
-    def pairs(self, which: str) -> list[dict]:
+    def gold_pairs(self, which: str) -> list[dict]:
         """Gold-labelled pairs: `seed` for the labelled seed prompts, `all` for the whole pool."""
         problems = self.pool[: self.n_seed] if which == "seed" else self.pool
         return [{"id": p.id, **gold_pair(p.prompt, random.Random(f"pair-{p.id}"))} for p in problems]
+
+    def eval_pairs(self) -> list[dict]:
+        return self._eval_pairs
 
     def unlabelled(self) -> list[Problem]:
         """The pool without the seed prompts: prompts only, their gold labels never shown."""

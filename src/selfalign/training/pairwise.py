@@ -16,34 +16,12 @@ from pathlib import Path
 
 import torch
 
+from selfalign.batching import Batch, batched_forward, collate_pairs, encode_pair, model_inputs, pair_length
 from selfalign.config import PreferenceConfig, RefinementConfig, TrainingConfig
-from selfalign.models.loading import Policy
+from selfalign.models import Policy
 from selfalign.training import objectives as obj
-from selfalign.training.collate import encode_sft, pad_right
 from selfalign.training.spa import Refiner
-from selfalign.training.trainer import Batch, train_and_save
-
-
-def encode_pair(policy: Policy, pair: dict, max_length: int | None = None) -> dict:
-    return {
-        "chosen": encode_sft(policy, pair["prompt"], pair["chosen"], max_length),
-        "rejected": encode_sft(policy, pair["prompt"], pair["rejected"], max_length),
-        "epsilon": pair.get("epsilon"),
-    }
-
-
-def collate_pairs(batch: list[dict], pad_id: int, label_smoothing: float = 0.0) -> Batch:
-    """Rows 0..B-1 are the chosen completions, B..2B-1 the rejected ones, padded together."""
-    out = pad_right([x["chosen"] for x in batch] + [x["rejected"] for x in batch], pad_id)
-    out["epsilon"] = torch.tensor([label_smoothing if x["epsilon"] is None else x["epsilon"] for x in batch])
-    if "ref_chosen" in batch[0]:
-        out["ref_chosen"] = torch.tensor([x["ref_chosen"] for x in batch])
-        out["ref_rejected"] = torch.tensor([x["ref_rejected"] for x in batch])
-    return out
-
-
-def forward_inputs(batch: Batch) -> dict[str, torch.Tensor]:
-    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+from selfalign.training.trainer import Records, train_and_save
 
 
 def split_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -54,12 +32,7 @@ def split_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 
 def concatenated_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, ...]:
     """split_logps of one forward pass over chosen and rejected together."""
-    return split_logps(model(**forward_inputs(batch)).logits, batch["labels"])
-
-
-def pair_length(x: dict) -> int:
-    """Chosen and rejected are padded together, so a pair costs its longer side."""
-    return max(len(x["chosen"]["input_ids"]), len(x["rejected"]["input_ids"]))
+    return split_logps(model(**model_inputs(batch)).logits, batch["labels"])
 
 
 @contextmanager
@@ -73,22 +46,18 @@ def reference_of(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
 
 
-@torch.no_grad()
 def precompute_reference(policy: Policy, data: list[dict], batch_size: int) -> None:
     """Store the reference log-probs of every pair in place (one pass, before any update)."""
-    pad_id = policy.tokenizer.pad_token_id
-    device = next(policy.model.parameters()).device
-    was_training = policy.model.training
-    policy.model.eval()
-    by_length = sorted(data, key=pair_length)  # one pass in length order: almost no padding
+
+    def read(model: torch.nn.Module, batch: Batch) -> list[tuple[float, float]]:
+        chosen, rejected, _, _ = concatenated_logps(model, batch)
+        return list(zip(chosen.tolist(), rejected.tolist()))
+
+    collate = partial(collate_pairs, pad_id=policy.tokenizer.pad_token_id)
     with reference_of(policy.model) as ref:
-        for i in range(0, len(by_length), batch_size):
-            chunk = by_length[i : i + batch_size]
-            batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
-            chosen, rejected, _, _ = concatenated_logps(ref, batch)
-            for x, c, r in zip(chunk, chosen.tolist(), rejected.tolist()):
-                x["ref_chosen"], x["ref_rejected"] = c, r
-    policy.model.train(was_training)
+        logps = batched_forward(ref, data, collate, read, batch_size, length=pair_length)
+    for x, (c, r) in zip(data, logps):
+        x["ref_chosen"], x["ref_rejected"] = c, r
 
 
 def preference_loss(
@@ -116,8 +85,9 @@ def train_pairwise(
     policy: Policy,
     pairs: list[dict],
     cfg: TrainingConfig,
-    pref: PreferenceConfig,
     out_dir: str | Path | None,
+    *,
+    pref: PreferenceConfig,
     seed: int = 0,
     steps: int | None = None,
     max_length: int | None = None,
@@ -133,7 +103,7 @@ def train_pairwise(
     """
     if refinement is not None and pref.loss != "sigmoid":
         raise ValueError("SPA refinement is defined for the sigmoid (DPO) loss only")
-    data = [encode_pair(policy, p, max_length) for p in pairs]
+    data = [{**encode_pair(policy, p, max_length), "epsilon": p.get("epsilon")} for p in pairs]
     frozen = None
     if pref.reference == "precompute" and refinement is None:
         precompute_reference(policy, data, cfg.batch_size)
@@ -147,12 +117,12 @@ def train_pairwise(
     @torch.no_grad()
     def reference_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         if frozen is not None:
-            return frozen.to(batch["input_ids"].device)(**forward_inputs(batch)).logits
+            return frozen.to(batch["input_ids"].device)(**model_inputs(batch)).logits
         with reference_of(model) as ref:
-            return ref(**forward_inputs(batch)).logits
+            return ref(**model_inputs(batch)).logits
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        logits = model(**forward_inputs(batch)).logits
+        logits = model(**model_inputs(batch)).logits
         chosen, rejected, n_c, n_r = split_logps(logits, batch["labels"])
         extra, epsilon = {}, batch["epsilon"]
         if "ref_chosen" in batch:
@@ -178,6 +148,9 @@ def train_pairwise(
             **extra,
         }
 
-    collate = partial(collate_pairs, pad_id=pad_id, label_smoothing=pref.label_smoothing)
-    lengths = [pair_length(x) for x in data]
-    return train_and_save(policy, data, collate, compute_loss, cfg, out_dir, seed, steps, desc, lengths)
+    collate = partial(collate_pairs, pad_id=pad_id, defaults={"epsilon": pref.label_smoothing})
+    source = Records(data, collate, [pair_length(x) for x in data])
+    stateful = (refiner,) if refiner is not None else ()
+    return train_and_save(
+        policy, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc, stateful=stateful
+    )

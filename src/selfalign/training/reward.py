@@ -7,20 +7,12 @@ from pathlib import Path
 
 import torch
 
+from selfalign.batching import Batch, collate_pairs, encode_pair, pair_length
 from selfalign.config import TrainingConfig
 from selfalign.models.reward import RewardModel, scalar_rewards
-from selfalign.pairs import llama2_margin
-from selfalign.training.collate import encode_sft, pad_right
+from selfalign.records import llama2_margin
 from selfalign.training.objectives import bradley_terry_loss
-from selfalign.training.pairwise import pair_length
-from selfalign.training.trainer import Batch, train_and_save
-
-
-def collate_reward_pairs(batch: list[dict], pad_id: int) -> Batch:
-    """Rows 0..B-1 chosen, B..2B-1 rejected (as for DPO), plus each pair's margin."""
-    out = pad_right([x["chosen"] for x in batch] + [x["rejected"] for x in batch], pad_id)
-    out["margin"] = torch.tensor([x["margin"] for x in batch], dtype=torch.float)
-    return out
+from selfalign.training.trainer import Records, train_and_save
 
 
 def train_reward(
@@ -28,6 +20,7 @@ def train_reward(
     pairs: list[dict],
     cfg: TrainingConfig,
     out_dir: str | Path | None,
+    *,
     margins: str | None = None,
     seed: int = 0,
     steps: int | None = None,
@@ -37,14 +30,7 @@ def train_reward(
 
     A pair's own numeric `margin` field is used as given. Logs accuracy and mean reward margin.
     """
-    data = [
-        {
-            "chosen": encode_sft(rm, p["prompt"], p["chosen"]),
-            "rejected": encode_sft(rm, p["prompt"], p["rejected"]),
-            "margin": llama2_margin(p, margins),
-        }
-        for p in pairs
-    ]
+    data = [{**encode_pair(rm, p), "margin": llama2_margin(p, margins)} for p in pairs]
     pad_id = rm.tokenizer.pad_token_id
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
@@ -53,9 +39,8 @@ def train_reward(
         diff = (chosen - rejected).detach()
         return loss, {"accuracy": (diff > 0).float().mean(), "margin": diff.mean()}
 
-    collate = partial(collate_reward_pairs, pad_id=pad_id)
-    lengths = [pair_length(x) for x in data]
-    return train_and_save(rm, data, collate, compute_loss, cfg, out_dir, seed, steps, desc, lengths)
+    source = Records(data, partial(collate_pairs, pad_id=pad_id), [pair_length(x) for x in data])
+    return train_and_save(rm, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)
 
 
 def pair_accuracy(rm: RewardModel, pairs: list[dict]) -> tuple[float, list[dict]]:

@@ -4,7 +4,7 @@ Pure functions for each piece, plus `Refiner`, the small stateful part of traini
 of recent confidences and the step count for the alpha warm-up).
 
     judge:       r(x, y) = beta [log pi_{i-1}(y|x) - log pi_SFT(y|x)]   (summed log-probs)
-                 y_w = argmax r, confidence p = sigma(r_w - r_l)
+                 y_w = argmax r, confidence p = sigma(r_w - r_l)            (scoring.pairing)
     DND:         logits_mix = (1 + lam) logits_theta - lam logits_ref
                  m = beta ([log pi_mix(y_w) - log pi_ref(y_w)] - [same for y_l])
     refinement:  s = 1[m > tau_t]  (tau_t: the K%-quantile of recent m)
@@ -20,12 +20,6 @@ import torch
 
 from selfalign.config import RefinementConfig
 from selfalign.training.objectives import implicit_reward, sequence_logprobs
-
-
-def judge_pair(reward_a: torch.Tensor, reward_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a_wins [B] bool, confidence p = sigma(r_w - r_l) [B], always >= 0.5)."""
-    a_wins = reward_a >= reward_b
-    return a_wins, torch.sigmoid((reward_a - reward_b).abs())
 
 
 def extrapolated_logits(logits: torch.Tensor, ref_logits: torch.Tensor, lam: float) -> torch.Tensor:
@@ -81,3 +75,11 @@ class Refiner:
         alpha_t = alpha_at(self.calls, self.total_calls, self.cfg.alpha, self.cfg.warmup)
         self.calls += 1
         return refined_epsilon(m, quantile_threshold(list(self.window), self.cfg.quantile), alpha_t)
+
+    def state_dict(self) -> dict:
+        return {"window": list(self.window), "calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.window.clear()
+        self.window.extend(state["window"])
+        self.calls = state["calls"]

@@ -1,6 +1,10 @@
 """One training engine on accelerate: runs as is under `accelerate launch` (DDP/FSDP/DeepSpeed).
 
-Global batch = batch_size x num_processes x grad_accum. Loss is on completion tokens only.
+Global batch = batch_size x num_processes x grad_accum. A step's batches come from a fixed record set
+(`Records`: shuffled epochs, optionally length-grouped) or are produced during training (`Online`: e.g.
+rollout -> score -> batch from the current model, for PPO/GRPO-style recipes). With `checkpoints` set, the
+full training state (model, optimizer, scheduler, RNG, log, and any `stateful` helper) is saved every
+`cfg.save_every` steps, and a restarted stage resumes from its last step checkpoint.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -19,9 +25,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from selfalign.batching import Batch, encode_sft, model_inputs, pad_right
 from selfalign.config import TrainingConfig
-from selfalign.models.loading import Policy
-from selfalign.training.collate import encode_sft, pad_right
+from selfalign.errors import SelfAlignError
+from selfalign.models import Policy
 from selfalign.training.objectives import sft_nll
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,63 +54,88 @@ def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps: int
     return get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
 
 
-Batch = dict[str, torch.Tensor]
 # compute_loss(model, batch) -> (scalar loss, per-step metrics to log)
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
+@dataclass
+class Records:
+    """A fixed training set: encoded rows, how to collate them, and (for length grouping) each row's length."""
+
+    data: list[dict]
+    collate: Callable[[list[dict]], Batch]
+    lengths: list[int] | None = None
+
+
+class Online(Protocol):
+    """Batches made during training: `next_batch(step, micro)` returns micro-batch `micro` of optimizer step
+    `step` (1-based), built from the model being trained as it is now (the caller holds it). For a resumed stage
+    to equal an uninterrupted one it must depend only on (step, micro) and the model's weights: seed any
+    sampling from them. Called with the model in eval mode, under no_grad."""
+
+    def next_batch(self, step: int, micro: int) -> Batch: ...
+
+
+class Stateful(Protocol):
+    """A training helper with state of its own (e.g. SPA's rolling confidence window), saved in step checkpoints."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TrainingDiverged(SelfAlignError):
+    """The loss or gradient norm became NaN or infinite; the model is not saved."""
+
+
 def train_loop(
     model: torch.nn.Module,
-    data: list[dict],
-    collate: Callable[[list[dict]], Batch],
+    source: Records | Online,
     compute_loss: LossFn,
     cfg: TrainingConfig,
     seed: int = 0,
     steps: int | None = None,
     desc: str = "training",
-    lengths: list[int] | None = None,
+    checkpoints: Path | None = None,
+    stateful: tuple[Stateful, ...] = (),
 ) -> tuple[torch.nn.Module, list[dict]]:
-    """The one optimisation loop: shuffled epochs, grad accumulation, warmup schedule, clipping, logging.
+    """The one optimisation loop: grad accumulation, warmup schedule, clipping, logging, a NaN guard, and step
+    checkpoints in `checkpoints` (every cfg.save_every steps, when set) that a restarted call resumes from.
 
-    With `lengths` (padded length of each example) and cfg.group_by_length, batches hold examples of
-    similar length, so less compute is spent on padding. Returns the unwrapped model (in eval mode)
-    and the per-step log (loss, lr, grad_norm, metrics).
+    Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics).
     """
-    if not data:
-        raise ValueError("no training records")
     steps = steps or cfg.steps
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
     set_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    drop_last = len(data) >= cfg.batch_size * accelerator.num_processes
-    if cfg.group_by_length and lengths is not None:
-        sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, generator, drop_last)
-        loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate)
-    else:
-        loader = DataLoader(
-            data, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, collate_fn=collate, generator=generator
-        )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     scheduler = _scheduler(cfg, optimizer, steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-
-    def batches():
-        epoch = 0
-        while True:
-            if hasattr(loader, "set_epoch"):
-                loader.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+    if isinstance(source, Records):
+        loader = accelerator.prepare(_loader(source, cfg, seed, accelerator.num_processes))
+        stream = _epochs(loader)
+    else:
+        stream = _online(source, model, cfg.grad_accum, accelerator.device)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    for obj in stateful:
+        accelerator.register_for_checkpointing(obj)
 
     log: list[dict] = []
-    stream = batches()
-    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process)
-    for step in range(1, steps + 1):
+    if checkpoints is not None and (last := latest_step_checkpoint(checkpoints)) is not None:
+        accelerator.load_state(str(last))
+        log = [json.loads(line) for line in (last / "log.jsonl").read_text().splitlines()]
+        if isinstance(source, Records):  # replay the data stream to where it stood (collation only, no forward)
+            for _ in range(len(log) * cfg.grad_accum):
+                next(stream)
+        else:
+            stream = _online(source, model, cfg.grad_accum, accelerator.device, start=len(log) + 1)
+    bar = tqdm(
+        total=steps, initial=len(log), desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process
+    )
+    for step in range(len(log) + 1, steps + 1):
         losses, metrics = [], {}
         for _ in range(cfg.grad_accum):
             batch = next(stream)
@@ -123,17 +155,91 @@ def train_loop(
         entry = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
         if grad_norm is not None:
             entry["grad_norm"] = float(grad_norm)
+        # fp16's loss scaler skips steps with inf gradients by design; only a non-finite loss stops it
+        watched = ("loss",) if accelerator.mixed_precision == "fp16" else ("loss", "grad_norm")
+        if not all(math.isfinite(entry[k]) for k in watched if k in entry):
+            raise TrainingDiverged(
+                f"{desc}: training diverged at step {step} (loss {loss_value}, grad norm {entry.get('grad_norm')}, "
+                f"lr {entry['lr']:g}); lower training.lr or check the data. Nothing was saved for this stage."
+            )
         for k, v in metrics.items():
             entry[k] = accelerator.reduce(torch.stack(v).mean(), reduction="mean").item()
         log.append(entry)
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps:
             bar.set_postfix(loss=f"{loss_value:.4f}")
+        if checkpoints is not None and cfg.save_every and step % cfg.save_every == 0 and step < steps:
+            save_step_checkpoint(accelerator, checkpoints, log)
     bar.close()
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     model.eval()
     return model, log
+
+
+def _loader(source: Records, cfg: TrainingConfig, seed: int, num_processes: int) -> DataLoader:
+    """Shuffled batches, length-grouped when cfg.group_by_length and the source gives lengths."""
+    if not source.data:
+        raise ValueError("no training records")
+    generator = torch.Generator().manual_seed(seed)
+    drop_last = len(source.data) >= cfg.batch_size * num_processes
+    if cfg.group_by_length and source.lengths is not None:
+        sampler = LengthGroupedBatchSampler(source.lengths, cfg.batch_size, generator, drop_last)
+        return DataLoader(source.data, batch_sampler=sampler, collate_fn=source.collate)
+    return DataLoader(
+        source.data,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=drop_last,
+        collate_fn=source.collate,
+        generator=generator,
+    )
+
+
+def _epochs(loader: DataLoader) -> Iterator[Batch]:
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _online(
+    source: Online, model: torch.nn.Module, grad_accum: int, device: torch.device, start: int = 1
+) -> Iterator[Batch]:
+    step = start
+    while True:
+        for micro in range(grad_accum):
+            model.eval()
+            with torch.no_grad():
+                batch = source.next_batch(step, micro)
+            model.train()
+            yield {k: v.to(device) for k, v in batch.items()}
+        step += 1
+
+
+def latest_step_checkpoint(root: Path) -> Path | None:
+    """The newest complete step checkpoint under `root` (an interrupted save leaves only a .tmp directory)."""
+    done = [d for d in root.glob("step-*") if d.is_dir() and not d.name.endswith(".tmp")]
+    return max(done, key=lambda d: int(d.name.split("-")[1]), default=None)
+
+
+def save_step_checkpoint(accelerator: Accelerator, root: Path, log: list[dict]) -> None:
+    """accelerate's full training state plus our log, into step-N.tmp then renamed; older ones are removed."""
+    final = root / f"step-{len(log):06d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=False)  # tied embeddings: safetensors refuses shared tensors
+    if accelerator.is_main_process:
+        (tmp / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+        os.replace(tmp, final)
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
 class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -165,6 +271,7 @@ def train_sft(
     records: list[dict],
     cfg: TrainingConfig,
     out_dir: str | Path | None,
+    *,
     seed: int = 0,
     steps: int | None = None,
     objective: Objective = sft_nll,
@@ -179,32 +286,35 @@ def train_sft(
     pad_id = policy.tokenizer.pad_token_id
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return objective(out.logits, batch["labels"]), {}
+        return objective(model(**model_inputs(batch)).logits, batch["labels"]), {}
 
-    lengths = [len(x["input_ids"]) for x in data]
-    return train_and_save(
-        policy, data, lambda b: pad_right(b, pad_id), compute_loss, cfg, out_dir, seed, steps, desc, lengths
-    )
+    source = Records(data, lambda b: pad_right(b, pad_id), [len(x["input_ids"]) for x in data])
+    return train_and_save(policy, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)
 
 
 def train_and_save(
     policy: Policy,
-    data: list[dict],
-    collate: Callable[[list[dict]], Batch],
+    source: Records | Online,
     compute_loss: LossFn,
     cfg: TrainingConfig,
     out_dir: str | Path | None,
+    *,
     seed: int,
     steps: int | None,
     desc: str,
-    lengths: list[int] | None,
+    stateful: tuple[Stateful, ...] = (),
 ) -> list[dict]:
-    """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`."""
-    policy.model, log = train_loop(policy.model, data, collate, compute_loss, cfg, seed, steps, desc, lengths)
+    """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`.
+
+    Step checkpoints live in `<out_dir>.steps/` while the stage runs and are removed once the model is saved."""
+    checkpoints = None if out_dir is None else Path(out_dir).with_name(Path(out_dir).name + ".steps")
+    policy.model, log = train_loop(
+        policy.model, source, compute_loss, cfg, seed, steps, desc, checkpoints=checkpoints, stateful=stateful
+    )
     state = PartialState()
     if out_dir is not None and state.is_main_process:
         save_checkpoint(policy, out_dir, log)
+        shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     return log
 

@@ -1,4 +1,5 @@
-"""Reasoning-path dedup from RFT (Yuan et al. 2023, `collect_rejection_sampling.py`).
+"""Which self-generated samples a recipe keeps: the first correct ones per problem (STaR, ReST-EM), and
+reasoning-path dedup from RFT (Yuan et al. 2023, `collect_rejection_sampling.py`).
 
 Two correct paths are the same path when their step sequences match (whitespace ignored). Among
 paths sharing a key, RFT keeps the one farthest, by summed Levenshtein distance, from the paths
@@ -33,3 +34,14 @@ def dedup_paths(completions: list[str], steps_of: Callable[[str], list[str]], mo
         best = max(members, key=lambda i: sum(Levenshtein.distance(completions[i], completions[j]) for j in kept))
         kept.append(best)
     return kept
+
+
+def first_correct(samples: list[dict], limit: int) -> list[dict]:
+    """Up to `limit` correct samples per problem, in sample order."""
+    counts: dict[str, int] = {}
+    out = []
+    for r in samples:
+        if r["correct"] and counts.get(r["problem_id"], 0) < limit:
+            counts[r["problem_id"]] = counts.get(r["problem_id"], 0) + 1
+            out.append(r)
+    return out

@@ -14,15 +14,13 @@ from typing import Literal, get_args
 
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
-from selfalign.models.loading import resolve_model_path
-from selfalign.recipes.loop import Loop
-from selfalign.records import iter_jsonl
+from selfalign.loop import Loop
+from selfalign.models import resolve_model_path
+from selfalign.records import Problem, iter_jsonl
 from selfalign.scoring.base import Scorer
-from selfalign.scoring.implicit import ImplicitRewardScorer
-from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
-from selfalign.tasks.base import Problem
+from selfalign.scoring.factory import ScorerKind, build_scorer
 
-Kind = Literal["orm", "prm", "implicit"]
+Kind = Literal["orm", "prm", "implicit"]  # the verifier kinds --verifier accepts
 KINDS: tuple[str, ...] = get_args(Kind)
 SAMPLE_FIELDS = ("id", "problem_id", "prompt", "completion", "answer", "gold", "correct", "first_error")
 
@@ -60,18 +58,16 @@ def read_samples(path: str) -> Samples:
 Factories = dict[str, Callable[[], Scorer]]
 
 
-def scorer_factories(loop: Loop, verifiers: dict[str, tuple[Kind, str]], reference: str) -> Factories:
-    def make(kind: Kind, path: str) -> Callable[[], Scorer]:
-        if kind == "orm":
-            return lambda: OutcomeScorer(loop.load_reward_model(path))
-        if kind == "prm":
-            return lambda: ProcessScorer(loop.load_prm(path), loop.task)
-        return lambda: ImplicitRewardScorer(loop.load(path), loop.load(reference), beta=1.0)
+def scorer_factories(loop: Loop, verifiers: dict[str, tuple[ScorerKind, str]], reference: str) -> Factories:
+    """Each verifier as a deferred scorer, so only one model is in memory at a time."""
+
+    def make(kind: ScorerKind, path: str) -> Callable[[], Scorer]:
+        return lambda: build_scorer(kind, path, loop.load, loop.task, reference=reference)
 
     return {name: make(kind, path) for name, (kind, path) in verifiers.items()}
 
 
-def outcome_verifiers(verifiers: dict[str, tuple[Kind, str]]) -> list[str]:
+def outcome_verifiers(verifiers: dict[str, tuple[ScorerKind, str]]) -> list[str]:
     """The verifiers whose scores are probabilities (ORMs), so they can weight a vote."""
     return [name for name, (kind, _) in verifiers.items() if kind == "orm"]
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
+from selfalign.batching import IGNORE, Batch, encode_sft, encode_stepwise, pad_right
 from selfalign.config import TrainingConfig
 from selfalign.models.prm import STEP_SEP, ProcessRewardModel
 from selfalign.models.reward import RewardModel, scalar_rewards
-from selfalign.stepwise import encode_stepwise
-from selfalign.training.collate import encode_sft, pad_right
-from selfalign.training.objectives import IGNORE, outcome_loss, step_loss
-from selfalign.training.trainer import Batch, train_and_save
+from selfalign.training.objectives import outcome_loss, step_loss
+from selfalign.training.trainer import Records, train_and_save
 
 
 def collate_outcomes(batch: list[dict], pad_id: int) -> Batch:
@@ -58,14 +57,15 @@ def train_orm(
     records: list[dict],
     cfg: TrainingConfig,
     out_dir: str | Path | None,
+    *,
     seed: int = 0,
     steps: int | None = None,
     desc: str = "ORM",
 ) -> list[dict]:
     """Fit the ORM's final-token logit to each record's `correct` (prompt/completion records)."""
     collate = partial(collate_outcomes, pad_id=rm.tokenizer.pad_token_id)
-    data = encode_outcomes(rm, records)
-    return train_and_save(rm, data, collate, orm_loss, cfg, out_dir, seed, steps, desc, lengths=None)
+    source = Records(encode_outcomes(rm, records), collate)  # no lengths: never length-grouped (see above)
+    return train_and_save(rm, source, orm_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)
 
 
 def train_prm(
@@ -73,6 +73,7 @@ def train_prm(
     records: list[dict],
     cfg: TrainingConfig,
     out_dir: str | Path | None,
+    *,
     seed: int = 0,
     steps: int | None = None,
     desc: str = "PRM",
@@ -80,5 +81,5 @@ def train_prm(
 ) -> list[dict]:
     """Fit the PRM to stepwise records (prompt / completions = steps / labels), a label per step."""
     collate = partial(pad_right, pad_id=prm.tokenizer.pad_token_id)
-    data = encode_steps(prm, records, label_kind)
-    return train_and_save(prm, data, collate, prm_loss, cfg, out_dir, seed, steps, desc, lengths=None)
+    source = Records(encode_steps(prm, records, label_kind), collate)
+    return train_and_save(prm, source, prm_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)

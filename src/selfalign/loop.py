@@ -1,0 +1,292 @@
+"""The stages every recipe round is made of: sample, pair, score, train, evaluate. Each is a resumable stage of
+the run (`Run.stage` / `Run.jsonl_stage`), so a recipe file reads like its paper's algorithm box and never
+touches files, seeds or provenance itself.
+
+    run/
+      config.yaml  manifest.json  metrics.jsonl
+      round-000/eval.jsonl                       (the starting model)
+      round-001/samples.jsonl  train.jsonl  checkpoint/  eval.jsonl
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+
+from selfalign.config import RunConfig
+from selfalign.errors import InputError
+from selfalign.evaluation.best_of_n import step_quality
+from selfalign.evaluation.metrics import annotation_accuracy, policy_metrics
+from selfalign.generation import Generation, SamplingParams, make_sampler
+from selfalign.models import ModelKind, Policy, load, resolve_model_path
+from selfalign.records import Problem, load_pairs, read_jsonl, sample_record, write_jsonl
+from selfalign.run import Run, round_dir
+from selfalign.scoring.base import Scorer
+from selfalign.scoring.pairing import min_max_pairs
+from selfalign.scoring.verifiers import ProcessScorer
+from selfalign.stepwise import CLASSES, good_steps
+from selfalign.tasks.base import Task
+from selfalign.training.registry import TRAINERS
+from selfalign.training.reward import pair_accuracy
+
+
+@dataclass
+class Loop:
+    cfg: RunConfig
+    run: Run
+    task: Task
+    params: BaseModel | None = None  # the recipe's `params:` section, validated once against its schema
+    metric_rows: list[dict] = field(default_factory=list)  # one per evaluated round, mirrored to metrics.jsonl
+
+    @property
+    def base(self) -> str:
+        return resolve_model_path(self.cfg.model.path)
+
+    def load(self, kind: ModelKind, path: str, trainable: bool = False, num_labels: int = 2) -> Policy:
+        """The run's dtype; LoRA adapters only on a model about to be trained from a full checkpoint. The model's
+        `source` (how scorers name it in provenance) is relative to the run, so a moved run still compares equal."""
+        lora = self.cfg.model.lora if trainable else None
+        model = load(kind, path, lora=lora, dtype=self.cfg.model.dtype, num_labels=num_labels)
+        model.source = self.model_name(path)
+        return model
+
+    def model_name(self, model: str) -> str:
+        """How provenance names a model: relative to the run when it is one of the run's checkpoints."""
+        try:
+            return str(Path(model).relative_to(self.run.root))
+        except ValueError:
+            return self.cfg.model.path if model == self.base else model
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample(
+        self,
+        round: int,
+        name: str,
+        model: str,
+        problems: list[Problem],
+        prompts: list[str] | None = None,
+        n: int | None = None,
+        temperature: float | None = None,
+        filter: str = "none",
+        prefills: list[str] | None = None,
+    ) -> list[dict]:
+        """Stage `round-XXX/<name>`: n samples per problem, graded by the task checker.
+
+        `prompts` overrides what the model sees (e.g. STaR's hinted prompts); records always keep
+        the problem's own prompt, so a rationale is saved as if no hint had been given. `prefills`
+        forces each response's start; the graded completion is prefill + continuation.
+        """
+        stage = f"{round_dir(round)}/{name}"
+        s = self.cfg.sampling
+        params = SamplingParams(
+            n=n or s.n,
+            temperature=s.temperature if temperature is None else temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            seed=self.run.seed(stage),
+        )
+
+        def produce() -> tuple[list[dict], dict]:
+            sampler = make_sampler(s.backend, self.load("policy", model), s.batch_size)
+            gens = sampler.generate(prompts or [p.prompt for p in problems], params, desc=stage, prefills=prefills)
+            prov = self.run.provenance(
+                round,
+                self.model_name(model),
+                stage=stage,
+                sampler={"backend": s.backend, **params.as_dict()},
+                scorer=f"checker:{self.task.name}",
+                filter=filter,
+            )
+            records = [self._graded(problems[g.prompt_index], g, prov, prompts is not None, prefills) for g in gens]
+            return records, {"records": len(records), "correct": sum(r["correct"] for r in records)}
+
+        return self.run.jsonl_stage(round, name, produce)[0]
+
+    def _graded(
+        self, problem: Problem, g: Generation, provenance: dict, hinted: bool, prefills: list[str] | None
+    ) -> dict:
+        completion = (prefills[g.prompt_index] if prefills else "") + g.text
+        check = self.task.check(problem, completion)
+        return sample_record(problem, g.sample_index, completion, check, g.n_tokens, g.finished, hinted, provenance)
+
+    # -- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        round: int,
+        init: str,
+        records: list[dict],
+        steps: int | None = None,
+        trainer: str = "sft",
+        name: str = "train",
+        lr: float | None = None,
+        **options: Any,
+    ) -> str:
+        """Stage `round-XXX/<name>`: write <name>.jsonl, train `init` on it with the named trainer (see
+        `training.registry`), return the checkpoint path (`checkpoint`, or `<name>` when a round trains several
+        models). `lr` replaces training.lr for this model; `options` go to the trainer's fit.
+        """
+        rd = self.run.path(round_dir(round))
+        ckpt = rd / ("checkpoint" if name == "train" else name)
+        stage = f"{round_dir(round)}/{name}"
+        steps = steps or self.cfg.training.steps
+        training = self.cfg.training if lr is None else self.cfg.training.model_copy(update={"lr": lr})
+        spec = TRAINERS[trainer]
+        if spec.preference:
+            options = {"pref": self.cfg.preference, **options}
+
+        def work() -> dict:
+            if self.run.state.is_main_process:
+                write_jsonl(rd / f"{name}.jsonl", records)
+            seed = self.run.seed(stage)
+            torch.manual_seed(seed)  # a fresh head or LoRA adapter is drawn the same way when the stage is redone
+            model = self.load(spec.model, init, trainable=True, **spec.load_options(options))
+            log = spec.fit(model, records, training, ckpt, seed=seed, steps=steps, desc=stage, **options)
+            return {
+                "records": len(records),
+                "steps": steps,
+                "lr": training.lr,
+                "init": self.model_name(init),
+                "final_loss": log[-1]["loss"],
+            }
+
+        if records:
+            self.run.stage(stage, work, all_ranks=True)
+            if not ckpt.is_dir():
+                raise InputError(ckpt, f"checkpoint of completed stage {stage} is missing; restore it or start anew")
+            return str(ckpt)
+        self.run.stage(stage, lambda: {"records": 0, "skipped": "no training records"})
+        return init
+
+    # -- pairing and scoring ------------------------------------------------------------------
+    def pairs(self, round: int, source: str) -> list[dict]:
+        """Stage `round-XXX/pairs`: the task's gold-labelled pairs (`seed`/`all`) or a validated JSONL file."""
+
+        def produce() -> tuple[list[dict], dict]:
+            pairs, skipped = load_preference_source(self.task, source)
+            return pairs, {"pairs": len(pairs), "source": source, "skipped": dict(skipped)}
+
+        pairs, summary = self.run.jsonl_stage(round, "pairs", produce)
+        for reason, count in summary.get("skipped", {}).items():
+            print(f"{source}: skipped {count} pairs ({reason})")
+        return pairs
+
+    def judge(self, round: int, samples: list[dict], problems: list[Problem], scorer: Scorer) -> list[dict]:
+        """Stage `round-XXX/pairs`: each prompt's highest- and lowest-scored distinct samples become a pair
+        (`scoring.pairing.min_max_pairs`), with the judge's accuracy against gold where the task has one."""
+        stage = f"{round_dir(round)}/pairs"
+
+        def produce() -> tuple[list[dict], dict]:
+            by_id = {p.id: p for p in problems}
+            scores = scorer.score([by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples])
+            pairs = min_max_pairs(samples, scores, scorer.name, stage)
+            return pairs, {"pairs": len(pairs), "judge": scorer.name, "annotation_accuracy": annotation_accuracy(pairs)}
+
+        return self.run.jsonl_stage(round, "pairs", produce)[0]
+
+    def score_samples(
+        self, round: int, samples: list[dict], problems: list[Problem], scorers: dict[str, Callable[[], Scorer]]
+    ) -> list[dict]:
+        """Stage `round-XXX/verifier_scores`: every verifier's score of every sample, a list of step scores
+        for a process verifier. Each verifier is loaded (`scorers[name]()`) only while it scores."""
+
+        def produce() -> tuple[list[dict], dict]:
+            by_id = {q.id: q for q in problems}
+            qs, completions = [by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples]
+            columns = {}
+            for name, make in scorers.items():
+                scorer = make()
+                process = isinstance(scorer, ProcessScorer)
+                columns[name] = scorer.step_scores(qs, completions) if process else scorer.score(qs, completions)
+            rows = [
+                {k: r[k] for k in ("id", "problem_id", "answer", "gold", "correct", "first_error")}
+                | {
+                    "n_steps": len(self.task.steps(r["completion"])),
+                    "scores": {name: col[i] for name, col in columns.items()},
+                }
+                for i, r in enumerate(samples)
+            ]
+            return rows, {"samples": len(rows), "verifiers": list(scorers)}
+
+        return self.run.jsonl_stage(round, "verifier_scores", produce)[0]
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, round: int, model: str, **extra: Any) -> dict:
+        """Stage `round-XXX/eval` on the held-out sets; returns the round's metrics row."""
+        e = self.cfg.eval
+        sets = self.task.eval_sets()
+        problems = [p for ps in sets.values() for p in ps]
+        rows = self.sample(round, "eval", model, problems, n=e.k, temperature=e.temperature)
+        baseline = read_jsonl(self.run.path(round_dir(0), "eval.jsonl")) if round > 0 and self.task.graded else None
+        metrics = policy_metrics(rows, sets, e.k, self.task.graded, baseline)
+        return self._record({"round": round, "model": self.model_name(model), **metrics}, extra)
+
+    def evaluate_pairs(self, round: int, model: str, pairs: list[dict], **extra: Any) -> dict:
+        """Stage `round-XXX/pair_eval`: a reward model's accuracy on held-out preference pairs."""
+
+        def produce() -> tuple[list[dict], dict]:
+            torch.manual_seed(self.run.seed(f"{round_dir(round)}/pair_eval"))  # a fresh head is drawn reproducibly
+            accuracy, rows = pair_accuracy(self.load("reward", model), pairs)
+            return rows, {"pairs": len(rows), "accuracy": accuracy}
+
+        _, summary = self.run.jsonl_stage(round, "pair_eval", produce)
+        metrics = {"round": round, "model": self.model_name(model), "accuracy": {"held-out pairs": summary["accuracy"]}}
+        return self._record(metrics, extra)
+
+    def evaluate_steps(
+        self, round: int, model: str, records: list[dict], label_kind: Literal["binary", "ternary"], **extra: Any
+    ) -> dict:
+        """Stage `round-XXX/step_eval`: a PRM's step-label and first-error accuracy on held-out stepwise records
+        (a step labelled 0, as PRM800K's neutral, counts as good, as the PRM's score does)."""
+
+        def produce() -> tuple[list[dict], dict]:
+            torch.manual_seed(self.run.seed(f"{round_dir(round)}/step_eval"))  # a fresh head is drawn reproducibly
+            prm = self.load("prm", model, num_labels=CLASSES[label_kind])
+            scores = prm.step_scores([r["prompt"] for r in records], [r["completions"] for r in records])
+            rows = [{**r, "scores": s} for r, s in zip(records, scores)]
+            return rows, step_quality((r["scores"], good_steps(r["labels"], label_kind)) for r in rows)
+
+        _, summary = self.run.jsonl_stage(round, "step_eval", produce)
+        metrics = {
+            "round": round,
+            "model": self.model_name(model),
+            "accuracy": {"held-out steps": summary["step_accuracy"]},
+        }
+        return self._record(metrics, {"first_error_accuracy": summary["first_error_accuracy"], **extra})
+
+    def _record(self, metrics: dict, extra: dict) -> dict:
+        """Add `extra` to the round's metrics row, replace any earlier row of that round, rewrite metrics.jsonl."""
+        metrics.update(extra)
+        self.metric_rows = [r for r in self.metric_rows if r["round"] != metrics["round"]] + [metrics]
+        self.run.write_metrics(self.metric_rows)
+        return metrics
+
+
+def load_preference_source(task: Task, source: str) -> tuple[list[dict], Counter]:
+    """`seed`/`all`: the testbed's gold pairs; anything else is a preference JSONL path."""
+    if source in ("seed", "all"):
+        pairs = task.gold_pairs(source)
+        if pairs is None:
+            raise InputError(
+                "<config>", f"task '{task.name}' has no gold pairs; give a JSONL path", field="params.data"
+            )
+        return pairs, Counter()
+    return load_pairs(source)
+
+
+def scaled_steps(base: int, round: int, growth: float) -> int:
+    """STaR's schedule: the step budget grows by `growth` (20%) per outer iteration."""
+    return math.ceil(base * (1 + growth) ** (round - 1))
+
+
+def mean_accuracy(metrics: dict, target: str | None = None) -> float:
+    acc = metrics["accuracy"]
+    if target is not None:
+        return acc[target]
+    return sum(acc.values()) / len(acc)
