@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
-NO_EVAL_SET = ("reward", "prm")  # recipes that score pairs or steps, never the task's held-out problems
 
 
 class Terminated(KeyboardInterrupt):
@@ -99,18 +98,6 @@ def _check_inputs(cfg, params=None, evaluates: bool = True):
     return task
 
 
-def _check_params(params, task) -> None:
-    """Recipe settings that refer to the task, checked here because the recipes read them only mid-run."""
-    from selfalign.errors import InputError
-
-    sets = task.eval_sets()
-    target = getattr(params, "target", None)  # star: the eval set that decides early stopping
-    if target is not None and target not in sets:
-        raise InputError("<config>", f"no eval set '{target}' (have: {', '.join(sets)})", field="params.target")
-    if getattr(params, "lambdas", None) == []:  # spa: one lambda per iteration, the last repeating
-        raise InputError("<config>", "needs at least one value ([0] turns DND off)", field="params.lambdas")
-
-
 def _open(cfg, task, resume: bool, out: str | Path, session: Session, params=None):
     """Create (or reopen, with `resume`) the run directory, locked for this process; the Loop over it."""
     from selfalign.loop import Loop
@@ -130,8 +117,8 @@ def _prepare(cfg, resume: bool, out: str | Path, session: Session):
     with located(cfg):  # checks that name only a config field get the config's file and line
         recipe = get_recipe(cfg.recipe)
         params = validate_params(recipe.PARAMS, cfg)
-        task = _check_inputs(cfg, params, evaluates=cfg.recipe not in NO_EVAL_SET)
-        _check_params(params, task)
+        # reward and prm score held-out pairs or steps, never the task's problems
+        task = _check_inputs(cfg, params, evaluates=getattr(recipe, "EVALUATES_TASK", True))
         if (validate := getattr(recipe, "validate", None)) is not None:
             validate(params, task)
     return recipe, _open(cfg, task, resume, out, session, params)

@@ -29,6 +29,7 @@ class PrmParams(Strict):
     )
 
 
+EVALUATES_TASK = False  # held-out pairs / steps are its evaluation, not the task's problems
 PARAMS = PrmParams
 
 

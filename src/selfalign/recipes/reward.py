@@ -30,6 +30,7 @@ class RewardParams(Strict):
     )
 
 
+EVALUATES_TASK = False  # held-out pairs / steps are its evaluation, not the task's problems
 PARAMS = RewardParams
 
 

@@ -61,7 +61,7 @@ class SpaParams(Strict):
     )
     refine: bool = Field(True, description="self-refinement (label smoothing of low-confidence pairs)")
     lambdas: list[float] = Field(
-        [0.5, 0.25, 0.125], description="DND lambda per iteration (the last repeats); [0] turns DND off"
+        [0.5, 0.25, 0.125], min_length=1, description="DND lambda per iteration (the last repeats); [0] turns DND off"
     )
     refinement: RefinementConfig = Field(default_factory=RefinementConfig, description="alpha, K%, threshold")
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from selfalign.config import Strict
+from selfalign.errors import InputError
 from selfalign.filters import first_correct
 from selfalign.loop import Loop, mean_accuracy, scaled_steps
 from selfalign.records import sft_record
+from selfalign.tasks.base import Task
 
 SUMMARY = "Self-Taught Reasoner: keep correct rationales, rationalize failures with the answer as a hint."
 
@@ -37,6 +39,12 @@ class StarParams(Strict):
 
 
 PARAMS = StarParams
+
+
+def validate(p: StarParams, task: Task) -> None:
+    sets = task.eval_sets()
+    if p.target is not None and p.target not in sets:
+        raise InputError("<config>", f"no eval set '{p.target}' (have: {', '.join(sets)})", field="params.target")
 
 
 def run(loop: Loop) -> None:
