@@ -126,7 +126,26 @@ class LettersTaskConfig(Strict):
     n_eval: int = Field(200, gt=0, description="held-out prompts (and held-out gold pairs)")
 
 
-TaskConfig = Annotated[ArithmeticTaskConfig | JsonlTaskConfig | LettersTaskConfig, Field(discriminator="name")]
+class IfevalTaskConfig(Strict):
+    """Verifiable instruction following (IFEval); see selfalign.tasks.ifeval."""
+
+    name: Literal["ifeval"]
+    n_train: int = Field(512, gt=0, description="training prompts drawn per round from the training requests")
+    n_eval: int = Field(300, gt=0, description="held-out prompts (fixed; their requests never appear in training)")
+    max_constraints: int = Field(3, ge=1, le=3, description="instructions per generated prompt: 1 to this many")
+    prompts_path: str | None = Field(
+        None,
+        description="JSONL of training prompts ({id, prompt, constraints: [{id, kwargs}]} or IFEval's key, prompt,"
+        " instruction_id_list, kwargs) used every round instead of generated ones",
+    )
+    eval_path: str | None = Field(
+        None, description="JSONL of held-out prompts (same formats) instead of generated ones"
+    )
+
+
+TaskConfig = Annotated[
+    ArithmeticTaskConfig | JsonlTaskConfig | LettersTaskConfig | IfevalTaskConfig, Field(discriminator="name")
+]
 
 
 class SamplingConfig(Strict):
@@ -228,7 +247,7 @@ class RunConfig(Strict):
 
 
 COMMAND_LINE = "<command line>"
-TASK_TAGS = ("arithmetic", "jsonl", "letters")
+TASK_TAGS = ("arithmetic", "jsonl", "letters", "ifeval")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 

@@ -224,7 +224,7 @@ class Loop:
         problems = [p for ps in sets.values() for p in ps]
         rows = self.sample(round, "eval", model, problems, n=e.k, temperature=e.temperature)
         baseline = read_jsonl(self.run.path(round_dir(0), "eval.jsonl")) if round > 0 and self.task.graded else None
-        metrics = policy_metrics(rows, sets, e.k, self.task.graded, baseline)
+        metrics = policy_metrics(rows, sets, e.k, self.task.graded, baseline) | self.task.eval_metrics(rows)
         return self._record({"round": round, "model": self.model_name(model), **metrics}, extra)
 
     def evaluate_pairs(self, round: int, model: str, pairs: list[dict], **extra: Any) -> dict:

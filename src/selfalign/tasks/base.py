@@ -7,6 +7,8 @@ unlabelled prompts, a graded gold reward) have defaults that say the task lacks 
 
 from __future__ import annotations
 
+from typing import Any
+
 from selfalign.records import Check, Problem
 
 __all__ = ["Check", "Problem", "Task"]
@@ -47,3 +49,8 @@ class Task:
     def unlabelled(self) -> list[Problem] | None:
         """The unlabelled prompt pool of self-annotating recipes (SPA); None if the task has none."""
         return None
+
+    def eval_metrics(self, rows: list[dict]) -> dict[str, Any]:
+        """Task-specific metrics over a round's graded eval samples (e.g. IFEval's four accuracies), added to the
+        round's metrics row; none by default."""
+        return {}
