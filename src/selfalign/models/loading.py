@@ -17,14 +17,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from selfalign.config import LoraConfig
 from selfalign.errors import InputError
+from selfalign.models.gguf import GGUF_BUILTINS, converted_path
 
 BUILTIN_PREFIX = "builtin:"
 
 
 def builtin_path(name: str) -> Path:
+    """A checkpoint shipped in selfalign's assets, or a GGUF builtin converted once into the cache (see gguf.py)."""
+    if name in GGUF_BUILTINS:
+        return converted_path(name)
     path = Path(str(resources.files("selfalign") / "assets" / name))
     if not (path / "config.json").is_file():
-        available = sorted(p.name for p in path.parent.iterdir() if (p / "config.json").is_file())
+        shipped = [p.name for p in path.parent.iterdir() if (p / "config.json").is_file()]
+        available = sorted([*shipped, *GGUF_BUILTINS])
         raise InputError("<config>", f"no builtin model '{name}' (available: {available})", field="model.path")
     return path
 
