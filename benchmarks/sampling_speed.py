@@ -4,19 +4,25 @@ Same model, prompts, n samples per prompt, temperature and token budget; both co
 tokens up to and including EOS. Reports tokens/s for each and their ratio (measured in one run).
 
     python benchmarks/sampling_speed.py [--prompts 128] [--n 4]
+    python benchmarks/sampling_speed.py --model builtin:smollm2-135m-instruct --task ifeval --prompts 8 --n 4
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import time
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: spinning threads lose 5-20x on 2 cores
 
-from selfalign.config import ArithmeticTaskConfig
+import torch  # noqa: E402
+
+from selfalign.config import ArithmeticTaskConfig, IfevalTaskConfig  # noqa: E402
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import load_policy
 from selfalign.tasks.arithmetic import ArithmeticTask
+from selfalign.tasks.ifeval import IfevalTask
 
 
 def plain_loop(policy, prompts, params) -> int:
@@ -45,9 +51,14 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=128)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--task", choices=["arithmetic", "ifeval"], default="arithmetic", help="prompt source")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[1, 2, 3, 4], n_train=args.prompts // 4, eval_digits=[1]))
+    if args.task == "ifeval":  # chat prompts: writing requests with instructions
+        task = IfevalTask(IfevalTaskConfig(name="ifeval", n_train=args.prompts))
+    else:
+        cfg = ArithmeticTaskConfig(train_digits=[1, 2, 3, 4], n_train=args.prompts // 4, eval_digits=[1])
+        task = ArithmeticTask(cfg)
     prompts = [p.prompt for p in task.train_problems(1, seed=0)]
     policy = load_policy(args.model)
     params = SamplingParams(n=args.n, temperature=0.7, max_new_tokens=args.max_new_tokens, seed=0)
@@ -64,6 +75,7 @@ def main() -> None:
     print(f"selfalign sampler: {ours_tokens} tokens in {ours:.2f}s = {ours_tokens / ours:.0f} tok/s")
     print(f"plain generate loop: {plain_tokens} tokens in {plain:.2f}s = {plain_tokens / plain:.0f} tok/s")
     print(f"speed ratio (tok/s): {(ours_tokens / ours) / (plain_tokens / plain):.2f}x")
+    print(f"peak RSS of the process (both runs): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
