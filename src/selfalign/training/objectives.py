@@ -4,63 +4,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from selfalign.batching import IGNORE
 
-# Positions x vocabulary entries processed at once by `token_logprobs` (2^24 floats = 64 MiB in fp32): bounds the
-# temporaries of the log-softmax instead of one [B, T, V] fp32 copy (B=4 x T=256 x V=49k is 200 MB, more with grads).
-LOGPROB_CHUNK = 1 << 24
 
-
-class _LabelLogprob(torch.autograd.Function):
-    """log_softmax(logits)[label] at every position, computed a few positions at a time.
-
-    Forward keeps no [B, T, V] log-softmax; backward recomputes each chunk's and writes the gradient
-    g * (onehot(label) - softmax) into one [B, T, V] buffer. Each row's log_softmax is the same kernel call as
-    on the whole tensor, so the values equal the unchunked `log_softmax(logits).gather(label)` bit for bit; the
-    backward is log_softmax_backward's formula (the gradients agree to an ulp).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
-        B, T, V = logits.shape
-        ctx.step = step = max(1, chunk // max(1, B * V))
-        ctx.dtype = dtype = torch.promote_types(logits.dtype, torch.float32)  # at least fp32
-        out = torch.empty(B, T, dtype=dtype, device=logits.device)
-        for s in range(0, T, step):
-            lsm = F.log_softmax(logits[:, s : s + step].to(dtype), dim=-1)
-            out[:, s : s + step] = lsm.gather(2, labels[:, s : s + step].unsqueeze(-1)).squeeze(-1)
-        ctx.save_for_backward(logits, labels)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        logits, labels = ctx.saved_tensors
-        out = torch.empty_like(logits)
-        for s in range(0, logits.shape[1], ctx.step):
-            e = s + ctx.step
-            g = grad[:, s:e].unsqueeze(-1).to(ctx.dtype)
-            probs = F.log_softmax(logits[:, s:e].to(ctx.dtype), dim=-1).exp_()
-            out[:, s:e] = probs.mul_(-g).scatter_add_(2, labels[:, s:e].unsqueeze(-1), g)
-        return out, None, None
-
-
-def token_logprobs(
-    logits: torch.Tensor, labels: torch.Tensor, chunk: int = LOGPROB_CHUNK
-) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log p(label) for next-token prediction, and the mask of supervised positions.
 
     logits [B, T, V] and labels [B, T] are aligned as the model returns them; IGNORE marks
-    positions (prompt, padding) that are not scored. The full-vocabulary log-softmax is computed in (at least)
-    fp32 over about `chunk` logits at a time (`_LabelLogprob`), so memory never holds a [B, T, V] fp32 copy.
+    positions (prompt, padding) that are not scored.
     """
-    # Shift the labels, not the logits: a sliced view of the logits would get a full-size gradient copy.
-    shifted = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), IGNORE)], dim=1)
-    mask = shifted != IGNORE
-    logp = _LabelLogprob.apply(logits, shifted.clamp(min=0), chunk)
-    return (logp * mask)[:, :-1], mask[:, :-1]
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    logp = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mask
 
 
 def sft_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
