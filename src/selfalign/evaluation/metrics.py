@@ -61,18 +61,19 @@ def policy_metrics(
     rows: list[dict], sets: Mapping[str, Sequence[Any]], k: int, graded: bool, baseline: list[dict] | None
 ) -> dict[str, Any]:
     """A round's metrics from its graded eval samples (`k` per problem of each eval set, whose items have `.id`):
-    accuracy by difficulty; pass@k and maj@k per set when k > 1 and the problems have reference answers; mean
+    accuracy by difficulty; pass@k per set when k > 1, and maj@k when the problems have reference answers; mean
     tokens; and for a task with a graded gold reward, the mean gold reward and the win rate against `baseline`
     (the starting model's eval samples; None for the starting model itself)."""
     metrics: dict[str, Any] = {"accuracy": accuracy_by_difficulty(rows)}
-    if k > 1 and any(r["gold"] for r in rows):  # pass@k / maj@k need reference answers
+    if k > 1:
         grouped = by_problem(rows)
         for label, problems in sets.items():
             groups = [grouped[p.id] for p in problems]
             metrics.setdefault(f"pass@{k}", {})[label] = mean_pass_at_k(groups, k)
-            metrics.setdefault(f"maj@{k}", {})[label] = sum(
-                maj_at_k([r["answer"] for r in g], g[0]["gold"], k) for g in groups
-            ) / len(groups)
+            if any(r["gold"] for r in rows):  # a majority vote needs reference answers to compare with
+                metrics.setdefault(f"maj@{k}", {})[label] = sum(
+                    maj_at_k([r["answer"] for r in g], g[0]["gold"], k) for g in groups
+                ) / len(groups)
     metrics["mean_tokens"] = sum(r["n_tokens"] for r in rows) / max(1, len(rows))
     if graded:
         metrics["gold_reward"] = sum(r["reward"] for r in rows) / max(1, len(rows))
