@@ -71,3 +71,22 @@ def test_kill_mid_stage_then_resume_matches_uninterrupted(tmp_path):
     for name in want:
         assert got[name] == want[name], name
     assert not list(victim.rglob("*.tmp")) and not list(victim.rglob(".*.tmp"))
+
+
+def test_resume_refuses_a_truncated_stage_file(tmp_path, capsys):
+    """A completed stage's JSONL is checked against the count and sha256 the manifest kept: a file cut short
+    after the stage completed is refused, not silently trained on."""
+    from selfalign.cli import main
+
+    cfg = tmp_path / "star.yaml"
+    cfg.write_text(CONFIG.replace("rounds: 2", "rounds: 1").replace("steps: 40", "steps: 2"))
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    samples = out / "round-001" / "samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(lines[:-1]))
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{samples}: stage output is missing or differs from what stage round-001/samples wrote" in err
+    assert f"({len(lines)} records" in err
