@@ -94,8 +94,6 @@ def _check_inputs(cfg, params=None, evaluates: bool = True):
         raise InputError("<config>", msg, field="task.eval_path" if jsonl else "task")
     if cfg.task.name == "arithmetic" and params is not None:
         check_rounds(cfg.task, getattr(params, "rounds", None) or getattr(params, "iterations", None) or 1)
-    if cfg.sampling.backend == "vllm":  # as selfalign.generation.make_sampler, which would say so mid-run
-        raise InputError("<config>", "the vLLM backend is not implemented yet; use hf", field="sampling.backend")
     check_model(cfg.model.path)
     if cfg.model.lora is not None:
         check_lora_targets(cfg.model.path, cfg.model.lora.target_modules)

@@ -156,6 +156,13 @@ class SamplingConfig(Strict):
     max_new_tokens: int = Field(160, gt=0)
     batch_size: int = Field(128, gt=0, description="sequences per generate call")
 
+    @field_validator("backend")
+    @classmethod
+    def _implemented(cls, v: str) -> str:
+        if v == "vllm":  # declared so configs can name it; refused here rather than when the first stage samples
+            raise ValueError("the vLLM backend is not implemented yet; use hf")
+        return v
+
 
 class TrainingConfig(Strict):
     lr: float = Field(1e-3, gt=0)
@@ -514,23 +521,13 @@ def load_config(
     return cfg
 
 
-def validate_params(model: type[BaseModel], cfg: RunConfig, source: str | None = None) -> Any:
+def validate_params(model: type[BaseModel], cfg: RunConfig) -> Any:
     """Validate the recipe's `params:` section against the recipe's own schema; errors name the file and line
     of the offending key (or the override that set it)."""
     try:
         return model.model_validate(cfg.params)
     except ValidationError as e:
-        raise _input_error(
-            e, model, cfg.params, source or cfg._source, cfg._lines, cfg._overrides, prefix=("params",)
-        ) from None
-
-
-def config_error(cfg: RunConfig, field: str | None, message: str) -> InputError:
-    """An InputError about setting `field` of `cfg`, naming where the user set it: file and line, or the override."""
-    source, line, override = _blame(cfg._source, cfg._lines, cfg._overrides, _field_loc(field) if field else ())
-    if override is not None:
-        message = f"override '{override}': {message}"
-    return InputError(source, message, line=line, field=field)
+        raise _input_error(e, model, cfg.params, cfg._source, cfg._lines, cfg._overrides, prefix=("params",)) from None
 
 
 @contextmanager
@@ -542,4 +539,7 @@ def located(cfg: RunConfig) -> Iterator[None]:
     except InputError as e:
         if e.path != "<config>":
             raise
-        raise config_error(cfg, e.field, e.message) from None
+        loc = _field_loc(e.field) if e.field else ()
+        source, line, override = _blame(cfg._source, cfg._lines, cfg._overrides, loc)
+        message = e.message if override is None else f"override '{override}': {e.message}"
+        raise InputError(source, message, line=line, field=e.field) from None

@@ -12,8 +12,4 @@ def make_sampler(backend: str, policy, batch_size: int = 128) -> Sampler:
         from selfalign.generation.hf import HFSampler
 
         return HFSampler(policy, batch_size)
-    if backend == "vllm":
-        from selfalign.errors import SelfAlignError
-
-        raise SelfAlignError("the vLLM backend is not implemented yet; use sampling.backend=hf")
     raise ValueError(backend)
