@@ -363,8 +363,7 @@ class IfevalTask(Task):
         return sets
 
     def eval_metrics(self, rows: list[dict]) -> dict[str, Any]:
-        problems = [p for ps in self.eval_sets().values() for p in ps]
-        return {"ifeval": ifeval_accuracies(rows, problems)}
+        return {"ifeval": ifeval_accuracies(rows, self._eval)}
 
     def check(self, problem: Problem, completion: str) -> Check:
         followed = [follows(s, completion) for s in problem.meta["constraints"]]
