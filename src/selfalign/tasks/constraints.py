@@ -10,6 +10,9 @@ Two ids are extensions: `startend:start_checker` and `detectable_format:number_n
 
 Strict and loose follow IFEval's `evaluation_lib.py`: strict checks the response as it is; loose passes if any of
 eight variants passes (the response, without its first line, last line or both, each with and without `*`).
+
+`REGISTRY` adds IFBench's instructions (`selfalign.tasks.ifbench`) to IFEval's: prompt files may name them, but
+they are never drawn.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from selfalign.tasks.ifbench import IFBENCH
 
 Relation = Literal["less than", "at least"]  # IFEval's _COMPARISON_RELATION
 Count = Annotated[int, Field(ge=1)]
@@ -489,6 +494,10 @@ CONSTRAINTS: dict[str, Constraint] = {
     ),
 }
 LAST = "combination:repeat_prompt"  # it repeats the whole request before it, so its sentence comes last
+# every id a prompt file may name; IFBench's describe themselves with the official sentence
+REGISTRY: dict[str, Constraint] = CONSTRAINTS | {
+    cid: Constraint(check, sentence.format, None) for cid, (check, sentence) in IFBENCH.items()
+}
 
 
 # -- strict and loose checking --------------------------------------------------------------------------------
@@ -504,13 +513,13 @@ def loose_variants(response: str) -> list[str]:
 
 def follows(spec: dict, response: str, loose: bool = False) -> bool:
     """Whether `response` follows the instruction `spec` ({"id", "kwargs"}, validated); an empty response never does."""
-    check = CONSTRAINTS[spec["id"]].check
+    check = REGISTRY[spec["id"]].check
     variants = loose_variants(response) if loose else [response]
     return any(r.strip() and check(r, **spec["kwargs"]) for r in variants)
 
 
 def describe(spec: dict) -> str:
-    return CONSTRAINTS[spec["id"]].describe(**spec["kwargs"])
+    return REGISTRY[spec["id"]].describe(**spec["kwargs"])
 
 
 def compatible(ids: list[str], new: str) -> bool:

@@ -12,7 +12,8 @@ There is no reference answer: `check` grades a response by the constraints it me
 graded and preference recipes get gold win rates. The held-out prompts (fixed by EVAL_SEED) and the training
 prompts (drawn each round) use disjoint base requests. Prompt files replace either set; they hold selfalign's own
 lines `{"id", "prompt", "constraints": [{"id", "kwargs"}]}` or IFEval's `{"key", "prompt", "instruction_id_list",
-"kwargs"}`. No gold pairs: a good and a bad response cannot be written without a model.
+"kwargs"}`, and may name IFBench's instructions too. `task.eval_path: builtin:ifbench` evaluates on IFBench's
+prompts (see `selfalign.tasks.ifbench`). No gold pairs: a good and a bad response cannot be written without a model.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from pydantic import ValidationError
 from selfalign.config import IfevalTaskConfig
 from selfalign.errors import InputError
 from selfalign.records import iter_jsonl
+from selfalign.tasks import ifbench
 from selfalign.tasks.base import Check, Problem, Task
-from selfalign.tasks.constraints import CONSTRAINTS, LAST, compatible, describe, follows, split_sentences
+from selfalign.tasks.constraints import CONSTRAINTS, LAST, REGISTRY, compatible, describe, follows, split_sentences
 
 EVAL_SEED = 9876
+N_EVAL = 300  # generated held-out prompts unless task.n_eval says otherwise
 HELD_OUT_EVERY = 5  # every fifth base request is held out: train and eval prompts never share a request
 # Short writing requests; the constraints are appended to one of them.
 BASE_TASKS = tuple(
@@ -246,14 +249,27 @@ def draw_problems(
 # -- prompt files ---------------------------------------------------------------------------------------
 
 
-def load_problems(path: str) -> list[Problem]:
-    """A prompt file's problems (selfalign's or IFEval's line format); errors name the file, line and field."""
+def load_eval(path: str) -> list[Problem]:
+    """The held-out problems of `task.eval_path`: a prompt file, or IFBench's prompts that selfalign can check."""
+    if path != ifbench.BUILTIN:
+        return load_problems(path)
+    problems = load_problems(str(ifbench.data_path()), skip_unsupported=True)
+    print(ifbench.coverage())
+    return problems
+
+
+def load_problems(path: str, skip_unsupported: bool = False) -> list[Problem]:
+    """A prompt file's problems (selfalign's or IFEval's line format); errors name the file, line and field.
+    With `skip_unsupported`, a line naming an unknown instruction id is left out instead (a benchmark's file)."""
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
     for lineno, rec in iter_jsonl(path, required=("prompt",)):
         if not isinstance(rec["prompt"], str) or not rec["prompt"].strip():
             raise InputError(path, "must be a non-empty string", line=lineno, field="prompt")
-        specs = [_spec(path, lineno, *raw) for raw in _raw_specs(path, lineno, rec)]
+        raws = list(_raw_specs(path, lineno, rec))
+        if skip_unsupported and not all(isinstance(cid, str) and cid in REGISTRY for _, cid, _, _ in raws):
+            continue
+        specs = [_spec(path, lineno, *raw) for raw in raws]
         key = "id" if "id" in rec else "key"  # IFEval numbers its prompts with `key`
         pid = rec.get(key, f"{Path(path).stem}-{lineno}")
         if isinstance(pid, bool) or not isinstance(pid, str | int) or not str(pid).strip():
@@ -298,14 +314,16 @@ def _raw_specs(path: str, lineno: int, rec: dict) -> Iterable[tuple[str, object,
 
 
 def _spec(path: str, lineno: int, id_field: str, cid: object, kwargs_field: str, kwargs: object) -> dict:
-    if not isinstance(cid, str) or cid not in CONSTRAINTS:
-        close = difflib.get_close_matches(str(cid), CONSTRAINTS, n=1)
+    if not isinstance(cid, str) or cid not in REGISTRY:
+        close = difflib.get_close_matches(str(cid), REGISTRY, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
+        if isinstance(cid, str) and cid in ifbench.UNSUPPORTED:
+            hint = f" (an IFBench id selfalign cannot check offline: it {ifbench.UNSUPPORTED[cid]})"
         raise InputError(path, f"unknown constraint id {cid!r}{hint}", line=lineno, field=id_field)
     if not isinstance(kwargs, dict):
         raise InputError(path, f"must be an object of arguments, got {kwargs!r}", line=lineno, field=kwargs_field)
     try:
-        args = CONSTRAINTS[cid].schema.model_validate(kwargs)
+        args = REGISTRY[cid].schema.model_validate(kwargs)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join([kwargs_field, *map(str, err["loc"])])
@@ -343,10 +361,11 @@ class IfevalTask(Task):
     def __init__(self, cfg: IfevalTaskConfig):
         self.cfg = cfg
         if cfg.eval_path:
-            self._eval = load_problems(cfg.eval_path)
+            self._eval = load_eval(cfg.eval_path)[: cfg.n_eval]
         else:
             rng = random.Random(EVAL_SEED)
-            self._eval = draw_problems(EVAL_REQUESTS, cfg.n_eval, cfg.max_constraints, rng, "task.n_eval")
+            n = cfg.n_eval or N_EVAL
+            self._eval = draw_problems(EVAL_REQUESTS, n, cfg.max_constraints, rng, "task.n_eval")
         self._train = load_problems(cfg.prompts_path) if cfg.prompts_path else None
 
     def train_problems(self, round: int, seed: int) -> list[Problem]:
