@@ -10,6 +10,7 @@ import torch
 from selfalign.batching import encode_sft, pad_right
 from selfalign.config import TrainingConfig
 from selfalign.models.loading import load_policy
+from selfalign.training import objectives
 from selfalign.training.objectives import IGNORE, sft_nll
 from selfalign.training.trainer import train_sft
 
@@ -34,6 +35,26 @@ def test_sft_nll_is_mean_over_completion_tokens():
     logp = torch.log_softmax(logits, -1)
     expected = -(logp[0, 1, 3] + logp[0, 2, 1] + logp[1, 0, 2]) / 3
     assert sft_nll(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_chunked_log_softmax_is_bitwise_one_log_softmax(monkeypatch):
+    torch.manual_seed(0)
+    labels = torch.randint(0, 50, (3, 40))
+    labels[:, :7] = IGNORE
+
+    def values_and_grad(chunk_elements: int) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(objectives, "CHUNK_ELEMENTS", chunk_elements)
+        torch.manual_seed(1)
+        logits = (torch.randn(3, 40, 50) * 3).requires_grad_()
+        logp, _ = objectives.token_logprobs(logits, labels)
+        (logp * torch.linspace(0, 1, logp.shape[1])).sum().backward()
+        return logp.detach(), logits.grad
+
+    one, chunked = values_and_grad(1 << 30), values_and_grad(3 * 50 * 7)  # one chunk; chunks of 7 positions
+    assert torch.equal(one[0], chunked[0]) and torch.equal(one[1], chunked[1])
+    logits = torch.randn(3, 40, 50)
+    plain = torch.gather(torch.log_softmax(logits[:, :-1], -1), 2, labels[:, 1:].clamp(min=0).unsqueeze(-1))
+    assert torch.equal(objectives.token_logprobs(logits, labels)[0], plain.squeeze(-1) * (labels[:, 1:] != IGNORE))
 
 
 def test_training_lowers_loss_and_saves_a_loadable_checkpoint(tiny_model_dir, tmp_path):

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from selfalign.batching import IGNORE
+
+CHUNK_ELEMENTS = 1 << 24  # log-softmax this many logits at a time (64 MB in fp32)
+
+
+def _label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.unsqueeze(-1)).squeeze(-1)
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log p(label) for next-token prediction, and the mask of supervised positions.
 
     logits [B, T, V] and labels [B, T] are aligned as the model returns them; IGNORE marks
-    positions (prompt, padding) that are not scored.
+    positions (prompt, padding) that are not scored. The log-softmax runs over chunks of positions,
+    recomputed in the backward pass, so no second [B, T, V] tensor is kept (a real vocabulary makes
+    it the largest tensor of a step); the values and gradients are bitwise those of one log-softmax.
     """
     logits, labels = logits[:, :-1], labels[:, 1:]
     mask = labels != IGNORE
-    logp = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    n = max(1, CHUNK_ELEMENTS // (logits.shape[0] * logits.shape[2]))
+    chunks = zip(logits.split(n, dim=1), labels.clamp(min=0).split(n, dim=1))
+    logp = torch.cat([checkpoint(_label_logprobs, x, y, use_reentrant=False) for x, y in chunks], dim=1)
     return logp * mask, mask
 
 
