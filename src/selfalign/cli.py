@@ -125,7 +125,7 @@ def _prepare(cfg, resume: bool, out: str | Path, session: Session):
         # reward and prm score held-out pairs or steps, never the task's problems
         task = _check_inputs(cfg, params, evaluates=getattr(recipe, "EVALUATES_TASK", True))
         if (validate := getattr(recipe, "validate", None)) is not None:
-            validate(params, task)
+            validate(params, task, cfg)
     return recipe, _open(cfg, task, resume, out, session, params)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.loop import Loop, load_preference_source
 from selfalign.tasks.base import Task
 
@@ -25,7 +25,7 @@ class DpoParams(Strict):
 PARAMS = DpoParams
 
 
-def validate(p: DpoParams, task: Task) -> None:
+def validate(p: DpoParams, task: Task, cfg: RunConfig) -> None:
     """Reject a bad pairs file before the run directory exists."""
     load_preference_source(task, p.data)
 

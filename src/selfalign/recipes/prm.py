@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.loop import Loop
 from selfalign.records import load_stepwise
 from selfalign.tasks.base import Task
@@ -33,7 +33,7 @@ EVALUATES_TASK = False  # held-out pairs / steps are its evaluation, not the tas
 PARAMS = PrmParams
 
 
-def validate(p: PrmParams, task: Task) -> None:
+def validate(p: PrmParams, task: Task, cfg: RunConfig) -> None:
     load_stepwise(p.data, p.label_kind)
     load_stepwise(p.eval_data, p.label_kind)
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.loop import Loop
 from selfalign.models import resolve_model_path
 from selfalign.records import sft_record
@@ -65,7 +65,7 @@ class RejectionParams(Strict):
 PARAMS = RejectionParams
 
 
-def validate(p: RejectionParams, task: Task) -> None:
+def validate(p: RejectionParams, task: Task, cfg: RunConfig) -> None:
     for path in [m.path for m in p.reward_models] + ([p.verifier.path] if p.verifier else []):
         resolve_model_path(path)
 

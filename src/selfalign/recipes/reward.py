@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.loop import Loop, load_preference_source
 from selfalign.records import load_pairs
@@ -43,7 +43,7 @@ def held_out(task: Task, eval_data: str | None) -> list[dict]:
     return pairs
 
 
-def validate(p: RewardParams, task: Task) -> None:
+def validate(p: RewardParams, task: Task, cfg: RunConfig) -> None:
     load_preference_source(task, p.data)
     held_out(task, p.eval_data)
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfalign.config import RefinementConfig, Strict
+from selfalign.config import RefinementConfig, RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.evaluation.metrics import annotation_accuracy
 from selfalign.loop import Loop
@@ -78,7 +78,7 @@ class SpaParams(Strict):
 PARAMS = SpaParams
 
 
-def validate(p: SpaParams, task: Task) -> None:
+def validate(p: SpaParams, task: Task, cfg: RunConfig) -> None:
     pool = task.unlabelled()
     if task.gold_pairs("seed") is None or pool is None:
         raise InputError("<config>", "SPA needs a task with a labelled seed and unlabelled prompts", field="task.name")

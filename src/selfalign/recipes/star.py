@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.filters import first_correct
 from selfalign.loop import Loop, mean_accuracy, scaled_steps
@@ -41,7 +41,7 @@ class StarParams(Strict):
 PARAMS = StarParams
 
 
-def validate(p: StarParams, task: Task) -> None:
+def validate(p: StarParams, task: Task, cfg: RunConfig) -> None:
     sets = task.eval_sets()
     if p.target is not None and p.target not in sets:
         raise InputError("<config>", f"no eval set '{p.target}' (have: {', '.join(sets)})", field="params.target")

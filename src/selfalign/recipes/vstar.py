@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import Strict
+from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
@@ -61,7 +61,7 @@ class VStarParams(Strict):
 PARAMS = VStarParams
 
 
-def validate(p: VStarParams, task: Task) -> None:
+def validate(p: VStarParams, task: Task, cfg: RunConfig) -> None:
     sets = task.eval_sets()
     if p.test is not None and p.test not in sets:
         raise InputError("<config>", f"no eval set '{p.test}' (have: {', '.join(sets)})", field="params.test")

@@ -9,6 +9,7 @@
 | `reward` | reward   | prompt, chosen, rejected [, margin/strength] | Bradley-Terry (+ Llama-2 margins)        |
 | `orm`    | reward   | prompt, completion, correct                 | BCE on the last-token logit              |
 | `prm`    | prm      | prompt, completions (steps), labels         | cross-entropy at each step's last token  |
+| `grpo`   | policy   | problem_id, prompt (a `rollout` samples)    | GRPO / RLOO clipped surrogate (+ KL)     |
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from selfalign.models import ModelKind
 from selfalign.stepwise import CLASSES
+from selfalign.training.grpo import train_grpo
 from selfalign.training.orm_prm import train_orm, train_prm
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.reward import train_reward
@@ -38,5 +40,6 @@ TRAINERS: dict[str, Trainer] = {
     "pairs": Trainer("policy", train_pairwise, preference=True),
     "reward": Trainer("reward", train_reward),
     "orm": Trainer("reward", train_orm),
+    "grpo": Trainer("policy", train_grpo),
     "prm": Trainer("prm", train_prm, load_options=lambda o: {"num_labels": CLASSES[o.get("label_kind", "binary")]}),
 }

@@ -1,0 +1,120 @@
+"""GRPO (Shao et al. 2024, DeepSeekMath Alg. 1) and RLOO (Ahmadian et al. 2024): online RL with group baselines.
+
+    for round t = 1..T:                           (T evaluation points; training continues across rounds)
+        for step = 1..S:
+            draw B/n prompts q; sample a group of n responses o_1..o_n per prompt from pi_theta
+            rewards r_i by the scorer (the task checker, a reward model, an ORM or a PRM)
+            GRPO: A_i = (r_i - mean(r)) / std(r);  RLOO: A_i = r_i - mean of the other n-1 rewards
+            update pi_theta on the clipped surrogate (+ beta KL(pi_theta || pi_ref) for GRPO)
+        evaluate pi_theta
+The reference pi_ref is the starting model (LoRA: adapters off). Each step logs reward, gold reward, KL, entropy,
+completion length and clip fractions (`round-XXX/checkpoint/train_log.jsonl`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal
+
+from pydantic import Field
+
+from selfalign.config import RunConfig, Strict
+from selfalign.errors import InputError
+from selfalign.generation import SamplingParams
+from selfalign.loop import Loop
+from selfalign.models import resolve_model_path
+from selfalign.rollout import GroupRollout
+from selfalign.scoring.base import CheckerScorer, Scorer
+from selfalign.scoring.factory import build_scorer
+from selfalign.tasks.base import Task
+from selfalign.training.grpo import Algorithm
+from selfalign.training.rl_objectives import LossType, ScaleRewards
+
+SUMMARY = "GRPO / RLOO: online RL, n samples per prompt, group-relative advantages, any scorer as reward."
+
+
+class GrpoParams(Strict):
+    algorithm: Algorithm = Field("grpo", description="grpo: mean/std group baseline; rloo: leave-one-out baseline")
+    rounds: int = Field(1, gt=0, description="evaluation points; each round trains training.steps more steps")
+    group_size: int = Field(8, gt=1, description="n, responses sampled per prompt (training.batch_size counts them)")
+    temperature: float | None = Field(None, gt=0, description="sampling temperature (default: sampling.temperature)")
+    loss_type: LossType = Field(
+        "dapo", description="GRPO aggregation as TRL: grpo (per-sequence mean), bnpo, dr_grpo, dapo (tokens)"
+    )
+    scale_rewards: ScaleRewards = Field("group", description="GRPO: divide by the group's std, the batch's, or none")
+    epsilon: float = Field(0.2, gt=0, description="clip range epsilon of the ratio pi_theta / pi_theta_old")
+    epsilon_high: float | None = Field(None, gt=0, description="upper clip range (DAPO's clip-higher); default epsilon")
+    beta: float = Field(0.0, ge=0, description="KL coefficient beta: k3 in the GRPO loss; RLOO: k1 in the reward")
+    scorer: Literal["checker", "rm", "orm", "prm"] = Field(
+        "checker", description="the reward: the task checker (1 correct / 0), a reward model, an ORM or a PRM"
+    )
+    scorer_path: str | None = Field(None, description="the reward model or verifier directory (scorer rm/orm/prm)")
+    aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
+
+
+PARAMS = GrpoParams
+
+
+def validate(p: GrpoParams, task: Task, cfg: RunConfig) -> None:
+    if cfg.training.batch_size % p.group_size:
+        msg = f"must be a multiple of params.group_size ({p.group_size}): it counts sampled responses"
+        raise InputError("<config>", msg, field="training.batch_size")
+    if p.scorer != "checker" and p.scorer_path is None:
+        msg = f"scorer {p.scorer} needs params.scorer_path, its model directory"
+        raise InputError("<config>", msg, field="params.scorer")
+    if p.scorer == "checker" and p.scorer_path is not None:
+        raise InputError("<config>", "is for scorer rm, orm or prm, not the checker", field="params.scorer_path")
+    if p.scorer_path is not None:
+        resolve_model_path(p.scorer_path)
+
+
+def make_scorer(loop: Loop, p: GrpoParams) -> Scorer:
+    if p.scorer_path is None:
+        return CheckerScorer(loop.task)
+    return build_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
+
+
+def run(loop: Loop) -> None:
+    p: GrpoParams = loop.params
+    cfg, scorer, s = loop.cfg, make_scorer(loop, p), loop.cfg.sampling
+    model = loop.base
+    loop.evaluate(0, model)
+    for t in range(1, p.rounds + 1):
+        problems = loop.task.train_problems(t, cfg.seed)
+        params = SamplingParams(
+            n=p.group_size,
+            temperature=s.temperature if p.temperature is None else p.temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            seed=loop.run.seed(f"round-{t:03d}/rollout"),
+        )
+        rollout = partial(  # the trainer hands it the policy it trains
+            GroupRollout,
+            problems=problems,
+            task=loop.task,
+            scorer=scorer,
+            params=params,
+            prompts_per_batch=cfg.training.batch_size // p.group_size,
+            grad_accum=cfg.training.grad_accum,
+            algorithm=p.algorithm,
+            scale_rewards=p.scale_rewards,
+            beta=p.beta,
+            backend=s.backend,
+            batch_size=s.batch_size,
+        )
+        prompts = [{"problem_id": q.id, "prompt": q.prompt} for q in problems]
+        model = loop.train(
+            t,
+            model,
+            prompts,
+            trainer="grpo",
+            rollout=rollout,
+            algorithm=p.algorithm,
+            loss_type=p.loss_type,
+            epsilon=p.epsilon,
+            epsilon_high=p.epsilon_high,
+            beta=p.beta,
+            max_new_tokens=s.max_new_tokens,
+        )
+        steps = cfg.training.steps * t
+        loop.evaluate(t, model, steps=steps, samples=steps * cfg.training.grad_accum * cfg.training.batch_size)
