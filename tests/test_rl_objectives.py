@@ -333,3 +333,18 @@ def test_adaptive_kl_controller():
     assert ctl.update(12.0, n_steps=256) == pytest.approx(0.1 * (1 + 0.2 * 256 / 10000))  # error clipped at +0.2
     ctl = rl.AdaptiveKLController(value=0.1, target=6.0, horizon=10000)
     assert ctl.update(5.4, n_steps=100) == pytest.approx(0.1 * (1 - 0.1 * 100 / 10000))
+
+
+def test_process_advantages_sum_the_normalised_rewards_of_later_steps():
+    # one group of two responses: steps ending at tokens 1, 3 (rewards 1, 0) and at token 2 (reward 1)
+    adv = rl.process_advantages([[1.0, 0.0], [1.0]], [[1, 3], [2]], group_size=2, width=5)
+    flat = torch.tensor([1.0, 0.0, 1.0])
+    z = (flat - flat.mean()) / (flat.std() + 1e-4)
+    expected = torch.tensor(
+        [[z[0] + z[1], z[0] + z[1], z[1], z[1], 0.0], [z[2], z[2], z[2], 0.0, 0.0]], dtype=torch.float32
+    )
+    assert torch.allclose(adv, expected)
+    # groups are normalised separately; a stepless response gets no advantage
+    two = rl.process_advantages([[1.0], [0.0], [], [5.0]], [[0], [0], [], [1]], group_size=2, width=2)
+    assert torch.allclose(two[:2, 0], torch.tensor([0.7070, -0.7070]), atol=1e-3)
+    assert torch.equal(two[2:], torch.zeros(2, 2))  # one step in the group: std 0, reward minus mean 0

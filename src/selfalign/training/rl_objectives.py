@@ -60,6 +60,29 @@ def grpo_advantages(rewards: Tensor, group_size: int, scale_rewards: ScaleReward
     return torch.nan_to_num(advantages, nan=0.0)
 
 
+def process_advantages(
+    step_rewards: list[list[float]], step_ends: list[list[int]], group_size: int, width: int
+) -> Tensor:
+    """GRPO with process supervision (Shao et al. 2024, sec. 4.1.3) [B, width]: a group's step rewards are normalised
+    by the mean and std of all step rewards of the group's n responses, r~ = (r - mean) / (std + 1e-4), and token t of
+    o_i gets the sum of r~ over the steps of o_i that end at or after t: A_{i,t} = sum_{index(j) >= t} r~_i^index(j).
+
+    `step_ends[i][k]` is the position (in the [B, width] per-token layout) of the last token of step k of o_i, in
+    increasing order. Tokens after the last step end (the EOS) get 0, as does every token of a stepless response.
+    """
+    out = torch.zeros(len(step_rewards), width)
+    for g in range(0, len(step_rewards), group_size):
+        flat = torch.tensor([r for rs in step_rewards[g : g + group_size] for r in rs], dtype=torch.float32)
+        if flat.numel() == 0:
+            continue
+        mean, std = flat.mean(), _nanstd(flat) if flat.numel() > 1 else torch.tensor(0.0)
+        for i in range(g, min(g + group_size, len(step_rewards))):
+            normalised = (torch.tensor(step_rewards[i], dtype=torch.float32) - mean) / (torch.nan_to_num(std) + STD_EPS)
+            for end, r in zip(step_ends[i], normalised):
+                out[i, : end + 1] += r  # every token up to this step's end gets this step's reward
+    return out
+
+
 def rloo_advantages(rewards: Tensor, group_size: int, normalize: bool = False) -> Tensor:
     """RLOO advantages [B] (Ahmadian et al. 2024, eq. 5): r_i minus the mean reward of the other n-1 samples.
 
