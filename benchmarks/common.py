@@ -1,10 +1,10 @@
 """Helpers shared by the benchmarks.
 
 Testbeds: run a shipped config once per seed, format mean ± sd. Training speed against TRL (`sft_speed.py`,
-`dpo_speed.py`): each configuration in a fresh interpreter (`isolated`), the options and optimizer settings
-both trainers share (`speed_parser`, `our_training_config`, `trl_config_kwargs`), deterministic ifeval-style
-records for a chat model (`sft_records`, `preference_pairs`), and a count of the tokens each trainer feeds
-its model (`TokenCounter`).
+`dpo_speed.py`, `grpo_speed.py`): each configuration in a fresh interpreter (`isolated`), the options and
+optimizer settings both trainers share (`trainer_parser`, `speed_parser`, `our_training_config`,
+`trl_config_kwargs`), deterministic ifeval-style records for a chat model (`sft_records`, `preference_pairs`),
+and a count of the tokens each trainer feeds its model (`TokenCounter`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,52 @@ def testbed_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
 # -- training speed against TRL ------------------------------------------------------------------------------
 
 
+def trainer_parser(
+    doc: str | None,
+    *,
+    model: str | None,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    batch_unit: str,
+    model_note: str = "",
+    no_model: str = "",
+    accum_note: str = "",
+) -> argparse.ArgumentParser:
+    """The options every speed benchmark against TRL takes (model, steps, batch size, gradient accumulation, lr,
+    threads, seed); each script passes its own defaults. `batch_unit`: what --batch-size counts; `model_note`: what
+    --model must be; `no_model`: what runs when --model is not given; `accum_note`: added to --grad-accum's help."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--model",
+        default=model,
+        help=f"checkpoint both trainers start from: HF id, local directory or builtin:<name>{model_note} "
+        f"(default: {model or no_model})",
+    )
+    ap.add_argument("--steps", type=int, default=steps, help="optimizer steps for every trainer (default: %(default)s)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"{batch_unit} per micro-batch for every trainer (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help=f"micro-batches per optimizer step{accum_note} (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--lr", type=float, default=lr, help="peak learning rate, linear decay, no warmup (default: %(default)s)"
+    )
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads in every run (default: %(default)s)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="seed of the data, its order, sampling and LoRA init (default: %(default)s)"
+    )
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration, as JSON, in its own process
+    return ap
+
+
 def speed_parser(
     doc: str | None,
     *,
@@ -62,31 +108,17 @@ def speed_parser(
     lora_r: int,
     no_model: str = "",
 ) -> argparse.ArgumentParser:
-    """The options sft_speed.py and dpo_speed.py share; each script passes its own defaults (`no_model`: what
-    runs when --model is not given)."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--model",
-        default=model,
-        help="checkpoint both trainers start from: HF id, local directory or builtin:<name> with a chat template "
-        f"(default: {model or no_model})",
-    )
-    ap.add_argument("--steps", type=int, default=steps, help="optimizer steps for every trainer (default: %(default)s)")
-    ap.add_argument(
-        "--batch-size",
-        type=int,
-        default=batch_size,
-        help="records (SFT) or pairs (DPO) per micro-batch for every trainer (default: %(default)s)",
-    )
-    ap.add_argument(
-        "--grad-accum",
-        type=int,
-        default=1,
-        help="micro-batches per optimizer step; the data is steps x batch size x grad accum records, one epoch "
-        "(default: %(default)s)",
-    )
-    ap.add_argument(
-        "--lr", type=float, default=lr, help="peak learning rate, linear decay, no warmup (default: %(default)s)"
+    """The options sft_speed.py and dpo_speed.py share: `trainer_parser`'s plus truncation and LoRA."""
+    ap = trainer_parser(
+        doc,
+        model=model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        batch_unit="records (SFT) or pairs (DPO)",
+        model_note=" with a chat template",
+        no_model=no_model,
+        accum_note="; the data is steps x batch size x grad accum records, one epoch",
     )
     ap.add_argument(
         "--max-length",
@@ -102,11 +134,6 @@ def speed_parser(
         help="LoRA rank on all linear layers, dropout 0; 0 = full fine-tuning (default: %(default)s)",
     )
     ap.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default: 2 x rank)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads in every run (default: %(default)s)")
-    ap.add_argument(
-        "--seed", type=int, default=0, help="seed of the data order, LoRA init and data (default: %(default)s)"
-    )
-    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration, as JSON, in its own process
     return ap
 
 
