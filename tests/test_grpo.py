@@ -117,6 +117,8 @@ def test_end_to_end_with_kl(tmp_path, algorithm):
     assert len(log) == 2 and keys <= set(log[0])
     assert ("kl" in log[0]) == (algorithm == "grpo")  # RLOO's KL is in the reward, not the loss
     assert read_jsonl(out / "round-001" / "train.jsonl")[0].keys() == {"problem_id", "prompt"}
+    page = (out / "report.html").read_text()  # the per-step curves of both rounds are plotted in the report
+    assert (out / "training.png").stat().st_size > 10_000 and "Training, per optimizer step" in page
 
 
 def test_config_errors_name_the_field(tmp_path, capsys):

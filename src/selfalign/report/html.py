@@ -11,7 +11,7 @@ import yaml
 
 from selfalign.errors import InputError
 from selfalign.records import atomic_write_text, iter_jsonl
-from selfalign.report.plots import plot_accuracy, plot_best_of_n
+from selfalign.report.plots import plot_accuracy, plot_best_of_n, plot_training
 from selfalign.report.tables import SCALARS, columns
 
 
@@ -70,8 +70,17 @@ def write_report(run_dir: str | Path) -> Path:
         raise InputError(run_dir, f"cannot write the report: {e.strerror or e}") from None
 
 
+def training_logs(run_dir: Path) -> dict[str, list[dict]]:
+    """Each training stage's per-step log (`round-XXX/<checkpoint>/train_log.jsonl`), in round order."""
+    return {
+        str(path.parent.relative_to(run_dir)): [e for _, e in iter_jsonl(path, required=("step",))]
+        for path in sorted(run_dir.glob("round-*/*/train_log.jsonl"))
+    }
+
+
 def _write(run_dir: Path, rows: list[dict]) -> Path:
     png = plot_accuracy(rows, run_dir / "accuracy.png", title=f"{run_dir.name}: held-out accuracy")
+    training = plot_training(training_logs(run_dir), run_dir / "training.png", title=f"{run_dir.name}: training")
     # config and manifest only decorate the page: an unreadable one is left out, not an error
     config = _text(run_dir / "config.yaml")
     try:
@@ -99,6 +108,10 @@ def _write(run_dir: Path, rows: list[dict]) -> Path:
     )
     img = base64.b64encode(png.read_bytes()).decode()
     extra = ""
+    if training is not None:
+        extra += '<h2>Training, per optimizer step</h2><img src="data:image/png;base64,'
+        extra += base64.b64encode(training.read_bytes()).decode() + '" alt="training curves" style="max-width:100%">'
+
     for r in rows:  # test-time selection curves (verifier recipes)
         if "best_of_n" in r:
             title = f"{run_dir.name}: round {r['round']}, eval set {r.get('selection_set', '')}"

@@ -58,3 +58,34 @@ def plot_best_of_n(curves: dict[str, dict], out: str | Path, title: str = "solve
     fig.tight_layout()
     _save(fig, out)
     return out
+
+
+def plot_training(logs: dict[str, list[dict]], out: str | Path, title: str = "training") -> Path | None:
+    """One panel per logged quantity (loss, reward, KL, entropy, length, clip fraction...) against the optimizer
+    step, training stages placed end to end (a dotted line where one starts); None if nothing was logged."""
+    out = Path(out)
+    names = list(dict.fromkeys(k for log in logs.values() for e in log for k in e if k not in ("step", "lr")))
+    names = [k for k in names if any(isinstance(e.get(k), int | float) for log in logs.values() for e in log)]
+    if not names:
+        return None
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), dpi=110, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        offset = 0
+        for stage, log in logs.items():
+            pts = [(offset + e["step"], e[name]) for e in log if isinstance(e.get(name), int | float)]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], linewidth=1, label=stage)
+            if offset:
+                ax.axvline(offset, color="grey", linestyle=":", linewidth=0.8)
+            offset += max((e["step"] for e in log), default=0)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].set_xlabel("step", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return out
