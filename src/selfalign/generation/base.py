@@ -24,6 +24,7 @@ class Generation:
     n_prompt_tokens: int
     n_tokens: int  # completion tokens, EOS included when produced
     finished: bool  # stopped at EOS rather than at max_new_tokens
+    token_ids: tuple[int, ...] = ()  # the completion as sampled (EOS included when produced); () if not kept
 
 
 class Sampler(Protocol):

@@ -56,6 +56,8 @@ class HFSampler:
                 finished = tok.eos_token_id in seq
                 n_tokens = seq.index(tok.eos_token_id) + 1 if finished else len(seq)
                 text = tok.decode(seq[: n_tokens - finished], skip_special_tokens=True)
-                out.append(Generation(i, row % params.n, text, len(encoded[i]), n_tokens, finished))
+                out.append(
+                    Generation(i, row % params.n, text, len(encoded[i]), n_tokens, finished, tuple(seq[:n_tokens]))
+                )
         out.sort(key=lambda g: (g.prompt_index, g.sample_index))
         return out

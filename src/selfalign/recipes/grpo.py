@@ -3,7 +3,7 @@
     for round t = 1..T:                           (T evaluation points; training continues across rounds)
         for step = 1..S:
             draw B/n prompts q; sample a group of n responses o_1..o_n per prompt from pi_theta
-            rewards r_i by the scorer (the task checker, a reward model, an ORM or a PRM)
+            rewards r_i by the scorer (the task checker or gold reward, a reward model, an ORM or a PRM)
             GRPO: A_i = (r_i - mean(r)) / std(r);  RLOO: A_i = r_i - mean of the other n-1 rewards
             update pi_theta on the clipped surrogate (+ beta KL(pi_theta || pi_ref) for GRPO)
         evaluate pi_theta
@@ -22,10 +22,8 @@ from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.generation import SamplingParams
 from selfalign.loop import Loop
-from selfalign.models import resolve_model_path
 from selfalign.rollout import GroupRollout
-from selfalign.scoring.base import CheckerScorer, Scorer
-from selfalign.scoring.factory import build_scorer
+from selfalign.scoring.factory import REWARD_HELP, RewardKind, check_reward, reward_scorer
 from selfalign.tasks.base import Task
 from selfalign.training.grpo import Algorithm
 from selfalign.training.rl_objectives import LossType, ScaleRewards
@@ -45,9 +43,7 @@ class GrpoParams(Strict):
     epsilon: float = Field(0.2, gt=0, description="clip range epsilon of the ratio pi_theta / pi_theta_old")
     epsilon_high: float | None = Field(None, gt=0, description="upper clip range (DAPO's clip-higher); default epsilon")
     beta: float = Field(0.0, ge=0, description="KL coefficient beta: k3 in the GRPO loss; RLOO: k1 in the reward")
-    scorer: Literal["checker", "rm", "orm", "prm"] = Field(
-        "checker", description="the reward: the task checker (1 correct / 0), a reward model, an ORM or a PRM"
-    )
+    scorer: RewardKind = Field("checker", description=REWARD_HELP)
     scorer_path: str | None = Field(None, description="the reward model or verifier directory (scorer rm/orm/prm)")
     aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
 
@@ -59,24 +55,13 @@ def validate(p: GrpoParams, task: Task, cfg: RunConfig) -> None:
     if cfg.training.batch_size % p.group_size:
         msg = f"must be a multiple of params.group_size ({p.group_size}): it counts sampled responses"
         raise InputError("<config>", msg, field="training.batch_size")
-    if p.scorer != "checker" and p.scorer_path is None:
-        msg = f"scorer {p.scorer} needs params.scorer_path, its model directory"
-        raise InputError("<config>", msg, field="params.scorer")
-    if p.scorer == "checker" and p.scorer_path is not None:
-        raise InputError("<config>", "is for scorer rm, orm or prm, not the checker", field="params.scorer_path")
-    if p.scorer_path is not None:
-        resolve_model_path(p.scorer_path)
-
-
-def make_scorer(loop: Loop, p: GrpoParams) -> Scorer:
-    if p.scorer_path is None:
-        return CheckerScorer(loop.task)
-    return build_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
+    check_reward(p.scorer, p.scorer_path)
 
 
 def run(loop: Loop) -> None:
     p: GrpoParams = loop.params
-    cfg, scorer, s = loop.cfg, make_scorer(loop, p), loop.cfg.sampling
+    cfg, s = loop.cfg, loop.cfg.sampling
+    scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
     model = loop.base
     loop.evaluate(0, model)
     for t in range(1, p.rounds + 1):

@@ -28,3 +28,15 @@ class CheckerScorer:
 
     def score(self, problems: list[Problem], completions: list[str]) -> list[float]:
         return [float(self.task.check(p, c).correct) for p, c in zip(problems, completions)]
+
+
+class GoldRewardScorer:
+    """The task's gold reward (`Check.score`): a graded task's hidden reward, else 1.0 / 0.0 as the checker. An
+    oracle reward model: what training on a perfect reward would give."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.name = f"gold:{task.name}"
+
+    def score(self, problems: list[Problem], completions: list[str]) -> list[float]:
+        return [self.task.check(p, c).score for p, c in zip(problems, completions)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, get_args
 
-from selfalign.models import ModelKind, Policy
-from selfalign.scoring.base import Scorer
+from selfalign.errors import InputError
+from selfalign.models import ModelKind, Policy, resolve_model_path
+from selfalign.scoring.base import CheckerScorer, GoldRewardScorer, Scorer
 from selfalign.scoring.implicit import ImplicitRewardScorer
 from selfalign.scoring.reward import RewardModelScorer
 from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
@@ -14,6 +15,10 @@ from selfalign.tasks.base import Task
 
 ScorerKind = Literal["rm", "orm", "prm", "implicit"]
 SCORER_KINDS: tuple[str, ...] = get_args(ScorerKind)
+RewardKind = Literal["checker", "gold", "rm", "orm", "prm"]  # an online recipe's reward (`params.scorer`)
+REWARD_HELP = (
+    "the reward: the task checker (1 correct / 0), the task's gold reward (an oracle), a reward model, an ORM or a PRM"
+)
 Loader = Callable[[ModelKind, str], Policy]
 
 
@@ -38,3 +43,29 @@ def build_scorer(
     if reference is None:
         raise ValueError("an implicit-reward scorer needs a reference model")
     return ImplicitRewardScorer(load("policy", path), load("policy", reference), beta)
+
+
+def check_reward(kind: RewardKind, path: str | None) -> None:
+    """An online recipe's `params.scorer` / `params.scorer_path`, checked before the run directory exists."""
+    if kind in ("checker", "gold") and path is not None:
+        raise InputError(
+            "<config>", "is for scorer rm, orm or prm, not the checker or the gold reward", field="params.scorer_path"
+        )
+    if kind not in ("checker", "gold") and path is None:
+        raise InputError(
+            "<config>", f"scorer {kind} needs params.scorer_path, its model directory", field="params.scorer"
+        )
+    if path is not None:
+        resolve_model_path(path)
+
+
+def reward_scorer(
+    kind: RewardKind, path: str | None, load: Loader, task: Task, aggregate: Literal["product", "min", "last"]
+) -> Scorer:
+    """The scorer an online recipe's `params.scorer` names (see `check_reward`)."""
+    if kind == "checker":
+        return CheckerScorer(task)
+    if kind == "gold":
+        return GoldRewardScorer(task)
+    assert path is not None
+    return build_scorer(kind, path, load, task, aggregate)

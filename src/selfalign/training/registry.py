@@ -10,6 +10,7 @@
 | `orm`    | reward   | prompt, completion, correct                 | BCE on the last-token logit              |
 | `prm`    | prm      | prompt, completions (steps), labels         | cross-entropy at each step's last token  |
 | `grpo`   | policy   | problem_id, prompt (a `rollout` samples)    | GRPO / RLOO clipped surrogate (+ KL)     |
+| `ppo`    | policy   | problem_id, prompt (a `rollout` samples)    | PPO clipped surrogate + value loss (+ KL) |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from selfalign.stepwise import CLASSES
 from selfalign.training.grpo import train_grpo
 from selfalign.training.orm_prm import train_orm, train_prm
 from selfalign.training.pairwise import train_pairwise
+from selfalign.training.ppo import train_ppo
 from selfalign.training.reward import train_reward
 from selfalign.training.trainer import train_sft
 
@@ -41,5 +43,6 @@ TRAINERS: dict[str, Trainer] = {
     "reward": Trainer("reward", train_reward),
     "orm": Trainer("reward", train_orm),
     "grpo": Trainer("policy", train_grpo),
+    "ppo": Trainer("policy", train_ppo),
     "prm": Trainer("prm", train_prm, load_options=lambda o: {"num_labels": CLASSES[o.get("label_kind", "binary")]}),
 }

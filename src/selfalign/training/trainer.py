@@ -303,14 +303,27 @@ def train_and_save(
     steps: int | None,
     desc: str,
     stateful: tuple[Stateful, ...] = (),
+    module: torch.nn.Module | None = None,
 ) -> list[dict]:
     """`train_loop` on policy.model, then save the trained policy (main process only) to `out_dir`.
 
+    `module`, when given, is what trains instead: a module holding policy.model with parameters of its own (PPO's
+    value head), all in one optimizer and in the step checkpoints; only policy.model is saved to `out_dir`.
     Step checkpoints live in `<out_dir>.steps/` while the stage runs and are removed once the model is saved."""
     checkpoints = None if out_dir is None else Path(out_dir).with_name(Path(out_dir).name + ".steps")
-    policy.model, log = train_loop(
-        policy.model, source, compute_loss, cfg, seed, steps, desc, checkpoints=checkpoints, stateful=stateful
+    trained, log = train_loop(
+        policy.model if module is None else module,
+        source,
+        compute_loss,
+        cfg,
+        seed,
+        steps,
+        desc,
+        checkpoints=checkpoints,
+        stateful=stateful,
     )
+    if module is None:  # else policy.model, inside `module`, was trained in place
+        policy.model = trained
     state = PartialState()
     if out_dir is not None and state.is_main_process:
         save_checkpoint(policy, out_dir, log)
