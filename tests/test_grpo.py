@@ -13,8 +13,9 @@ from selfalign.generation import SamplingParams
 from selfalign.models import load
 from selfalign.records import read_jsonl
 from selfalign.rollout import GroupRollout, RolloutError
-from selfalign.scoring.base import CheckerScorer
+from selfalign.scoring.base import CheckerScorer, GoldRewardScorer
 from selfalign.tasks.arithmetic import ArithmeticTask
+from selfalign.training.rl_objectives import process_advantages
 
 SMALL = [
     "task.train_digits=[3]",
@@ -139,3 +140,34 @@ def test_a_nan_reward_stops_the_run_without_a_traceback(tmp_path, capsys, monkey
     monkeypatch.undo()
     assert main(["run", str(tmp_path / "grpo.yaml"), "--out", str(out), "--resume", *SMALL]) == 0  # resumes
     assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1]
+
+
+def test_process_supervision_credits_each_step_at_its_last_token(setup):
+    policy = setup[0]  # hot 4-digit samples: some go wrong part-way
+    task = ArithmeticTask(ArithmeticTaskConfig(name="arithmetic", train_digits=[4], n_train=5))
+    params = SamplingParams(n=4, temperature=2.0, max_new_tokens=96, seed=3)
+    r = GroupRollout(policy, task.train_problems(1, 0), task, GoldRewardScorer(task), params, 2, process=True)
+    batch = r.next_batch(1, 0)
+    problems = [q for q in r.draw(1, 0) for _ in range(4)]
+    steps, ends = [], []
+    for labels, q in zip(batch["labels"], problems):  # arith-tiny's tokenizer has one token per character
+        where = (labels != IGNORE).nonzero().flatten()
+        text = policy.tokenizer.decode(labels[where].tolist(), skip_special_tokens=True)
+        check = task.check(q, text)
+        n, at, cut = len(task.steps(text)), 0, []
+        for step in task.steps(text):
+            at = text.index(step, at) + len(step)
+            cut.append(int(where[0]) + at - 2)  # the step's last character is token at - 1, predicted at - 2
+        bad = n if check.first_error is None else check.first_error
+        steps.append([1.0] * bad + [0.0] * (n - bad))
+        ends.append(cut)
+    expected = process_advantages(steps, ends, 4, batch["labels"].shape[1] - 1)
+    assert torch.equal(batch["advantages"], expected) and batch["advantages"].abs().sum() > 0
+    assert any(0 < s.count(1.0) < len(s) for s in steps)  # some responses go wrong part-way: a dense signal
+
+
+def test_process_supervision_config(tmp_path, capsys):
+    run(tmp_path, "params.supervision=process", expect=2)
+    assert "process supervision needs algorithm grpo and step scores" in capsys.readouterr().err
+    out = run(tmp_path, "params.supervision=process", "params.scorer=gold")
+    assert len(read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")) == 2

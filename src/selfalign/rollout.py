@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +40,7 @@ from selfalign.training.rl_objectives import (
     kl_k1,
     masked_whiten,
     ppo_rewards,
+    process_advantages,
     rloo_advantages,
     rloo_kl_rewards,
 )
@@ -150,6 +152,7 @@ class GroupRollout(PolicyRollout):
     algorithm: Algorithm = "grpo"
     scale_rewards: ScaleRewards = "group"
     beta: float = 0.0
+    process: bool = False  # GRPO with process supervision: advantages from a PRM's per-step scores
 
     @property
     def uses_reference(self) -> bool:
@@ -172,11 +175,36 @@ class GroupRollout(PolicyRollout):
             else:
                 batch["ref_logps"] = ref_logps
         n = self.params.n
-        if self.algorithm == "grpo":
+        if self.process:
+            batch["advantages"] = self.step_advantages(batch, [q for q in self.draw(step, micro) for _ in range(n)])
+        elif self.algorithm == "grpo":
             batch["advantages"] = grpo_advantages(reward, n, self.scale_rewards)
         else:
             batch["advantages"] = rloo_advantages(reward, n)
         return batch
+
+    def step_advantages(self, batch: Batch, problems: list[Problem]) -> torch.Tensor:
+        """Per-token advantages [B, T-1] from the PRM's score of each step (the task's `steps`), placed at the
+        log-prob position of the token that completes the step (`rl_objectives.process_advantages`)."""
+        tok, texts, ends = self.policy.tokenizer, [], []
+        for labels in batch["labels"]:
+            where = (labels != IGNORE).nonzero().flatten()
+            ids = labels[where].tolist()
+            # characters decoded after each completion token, to find the token that completes a step
+            decoded = [len(tok.decode(ids[: j + 1], skip_special_tokens=True)) for j in range(len(ids))]
+            text = tok.decode(ids, skip_special_tokens=True)
+            cuts, at = [], 0
+            for step in self.task.steps(text):
+                found = text.find(step, at)
+                at = len(text) if found < 0 else found + len(step)
+                cuts.append(int(where[0]) + bisect_left(decoded, at) - 1)  # position t-1 predicts token t
+            texts.append(text)
+            ends.append(cuts)
+        scores = self.scorer.step_scores(problems, texts)
+        for p, s, e in zip(problems, scores, ends):
+            if len(s) != len(e) or not all(math.isfinite(x) for x in s):
+                raise RolloutError(f"scorer {self.scorer.name} gave problem {p.id} step scores {s} for {len(e)} steps")
+        return process_advantages(scores, ends, self.params.n, batch["labels"].shape[1] - 1)
 
 
 # what a PPO rollout batch caches per row: [B, T] sequence tensors, [B, T-1] per-token tensors, [B] per-row tensors

@@ -4,6 +4,7 @@
         for step = 1..S:
             draw B/n prompts q; sample a group of n responses o_1..o_n per prompt from pi_theta
             rewards r_i by the scorer (the task checker or gold reward, a reward model, an ORM or a PRM)
+            (process supervision: a PRM scores each step; token t gets the normalised scores of the steps from t on)
             GRPO: A_i = (r_i - mean(r)) / std(r);  RLOO: A_i = r_i - mean of the other n-1 rewards
             update pi_theta on the clipped surrogate (+ beta KL(pi_theta || pi_ref) for GRPO)
         evaluate pi_theta
@@ -46,6 +47,12 @@ class GrpoParams(Strict):
     scorer: RewardKind = Field("checker", description=REWARD_HELP)
     scorer_path: str | None = Field(None, description="the reward model or verifier directory (scorer rm/orm/prm)")
     aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
+    supervision: Literal["outcome", "process"] = Field(
+        "outcome",
+        description="outcome: one reward per response (a PRM's aggregated score); process (GRPO with a PRM or the"
+        " gold step labels, DeepSeekMath 4.1.3): each step's score, normalised over the group, credits the tokens"
+        " up to that step",
+    )
 
 
 PARAMS = GrpoParams
@@ -56,6 +63,9 @@ def validate(p: GrpoParams, task: Task, cfg: RunConfig) -> None:
         msg = f"must be a multiple of params.group_size ({p.group_size}): it counts sampled responses"
         raise InputError("<config>", msg, field="training.batch_size")
     check_reward(p.scorer, p.scorer_path)
+    if p.supervision == "process" and (p.scorer not in ("prm", "gold") or p.algorithm != "grpo"):
+        msg = "process supervision needs algorithm grpo and step scores: scorer prm, or gold (the checker's steps)"
+        raise InputError("<config>", msg, field="params.supervision")
 
 
 def run(loop: Loop) -> None:
@@ -84,6 +94,7 @@ def run(loop: Loop) -> None:
             algorithm=p.algorithm,
             scale_rewards=p.scale_rewards,
             beta=p.beta,
+            process=p.supervision == "process",
             backend=s.backend,
             batch_size=s.batch_size,
         )

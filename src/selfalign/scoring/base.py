@@ -40,3 +40,13 @@ class GoldRewardScorer:
 
     def score(self, problems: list[Problem], completions: list[str]) -> list[float]:
         return [self.task.check(p, c).score for p, c in zip(problems, completions)]
+
+    def step_scores(self, problems: list[Problem], completions: list[str]) -> list[list[float]]:
+        """An oracle PRM: where the checker finds an invalid step, 1.0 for each step before it and 0.0 from it on;
+        otherwise every step scores the response's gold reward."""
+        out = []
+        for p, c in zip(problems, completions):
+            check, n = self.task.check(p, c), len(self.task.steps(c))
+            bad = check.first_error
+            out.append([check.score] * n if bad is None else [1.0] * min(bad, n) + [0.0] * max(0, n - bad))
+        return out
