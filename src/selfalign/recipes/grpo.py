@@ -95,6 +95,7 @@ def run(loop: Loop) -> None:
             scale_rewards=p.scale_rewards,
             beta=p.beta,
             process=p.supervision == "process",
+            reference_path=None if cfg.model.lora else loop.base,  # full fine-tunes: pi_ref stays the start
             backend=s.backend,
             batch_size=s.batch_size,
         )
