@@ -117,6 +117,32 @@ class Loop:
         return sample_record(problem, g.sample_index, completion, check, g.n_tokens, g.finished, hinted, provenance)
 
     # -- training -----------------------------------------------------------------------------
+    def rollout_args(
+        self, round: int, problems: list[Problem], scorer: Scorer, n: int, temperature: float | None
+    ) -> dict[str, Any]:
+        """What every online trainer's rollout source (`selfalign.rollout`) takes in `round`: the prompts, task and
+        scorer, sampling parameters seeded by the round (n responses per prompt), the sampler settings, and the
+        reference checkpoint (a full fine-tune's KL reference stays the starting model; under LoRA it is the
+        model with adapters off)."""
+        s = self.cfg.sampling
+        params = SamplingParams(
+            n=n,
+            temperature=s.temperature if temperature is None else temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            seed=self.run.seed(f"{round_dir(round)}/rollout"),
+        )
+        return {
+            "problems": problems,
+            "task": self.task,
+            "scorer": scorer,
+            "params": params,
+            "grad_accum": self.cfg.training.grad_accum,
+            "backend": s.backend,
+            "batch_size": s.batch_size,
+            "reference_path": None if self.cfg.model.lora else self.base,
+        }
+
     def train(
         self,
         round: int,

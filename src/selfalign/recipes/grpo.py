@@ -21,7 +21,6 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
-from selfalign.generation import SamplingParams
 from selfalign.loop import Loop
 from selfalign.rollout import GroupRollout
 from selfalign.scoring.factory import REWARD_HELP, RewardKind, check_reward, reward_scorer
@@ -76,28 +75,14 @@ def run(loop: Loop) -> None:
     loop.evaluate(0, model)
     for t in range(1, p.rounds + 1):
         problems = loop.task.train_problems(t, cfg.seed)
-        params = SamplingParams(
-            n=p.group_size,
-            temperature=s.temperature if p.temperature is None else p.temperature,
-            top_p=s.top_p,
-            max_new_tokens=s.max_new_tokens,
-            seed=loop.run.seed(f"round-{t:03d}/rollout"),
-        )
         rollout = partial(  # the trainer hands it the policy it trains
             GroupRollout,
-            problems=problems,
-            task=loop.task,
-            scorer=scorer,
-            params=params,
+            **loop.rollout_args(t, problems, scorer, p.group_size, p.temperature),
             prompts_per_batch=cfg.training.batch_size // p.group_size,
-            grad_accum=cfg.training.grad_accum,
             algorithm=p.algorithm,
             scale_rewards=p.scale_rewards,
             beta=p.beta,
             process=p.supervision == "process",
-            reference_path=None if cfg.model.lora else loop.base,  # full fine-tunes: pi_ref stays the start
-            backend=s.backend,
-            batch_size=s.batch_size,
         )
         prompts = [{"problem_id": q.id, "prompt": q.prompt} for q in problems]
         model = loop.train(

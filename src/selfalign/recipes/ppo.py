@@ -22,7 +22,6 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
-from selfalign.generation import SamplingParams
 from selfalign.loop import Loop
 from selfalign.rollout import PPORollout
 from selfalign.scoring.factory import REWARD_HELP, RewardKind, check_reward, reward_scorer
@@ -70,31 +69,17 @@ def validate(p: PpoParams, task: Task, cfg: RunConfig) -> None:
 
 def run(loop: Loop) -> None:
     p: PpoParams = loop.params
-    cfg, s = loop.cfg, loop.cfg.sampling
+    cfg = loop.cfg
     scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
     rollout_size = p.minibatches * cfg.training.grad_accum * cfg.training.batch_size
     model = loop.base
     loop.evaluate(0, model)
     for t in range(1, p.rounds + 1):
         problems = loop.task.train_problems(t, cfg.seed)
-        params = SamplingParams(
-            n=1,
-            temperature=s.temperature if p.temperature is None else p.temperature,
-            top_p=s.top_p,
-            max_new_tokens=s.max_new_tokens,
-            seed=loop.run.seed(f"round-{t:03d}/rollout"),
-        )
         rollout = partial(  # the trainer hands it the policy it trains and the policy with its value head
             PPORollout,
-            problems=problems,
-            task=loop.task,
-            scorer=scorer,
-            params=params,
+            **loop.rollout_args(t, problems, scorer, 1, p.temperature),
             prompts_per_batch=rollout_size,
-            grad_accum=cfg.training.grad_accum,
-            backend=s.backend,
-            batch_size=s.batch_size,
-            reference_path=None if cfg.model.lora else loop.base,  # full fine-tunes: pi_ref stays the start
             ppo_epochs=p.ppo_epochs,
             minibatches=p.minibatches,
             kl_coef=p.kl_coef,
