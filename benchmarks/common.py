@@ -306,3 +306,32 @@ def token_agreement(tokenizer, ours: list[list[int]], theirs: list[list[int]]) -
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def serve_worker(worker: str | None, check: Any, train: Any) -> bool:
+    """In a worker subprocess (`--worker SPEC`): run the step-0 check or one trainer, print its JSON result."""
+    if not worker:
+        return False
+    spec = json.loads(worker)
+    start_worker(spec)
+    print(json.dumps(check(spec) if spec["impl"] == "check" else train(spec)))
+    return True
+
+
+def speed_table(results: dict[str, dict], rate: str, unit: str, fmt: str, peer: float) -> str:
+    """Throughput `rate` (e.g. tokens_per_s) of each configuration, its ratio to `peer`, seconds, share of padded
+    positions, mean loss and peak RSS, as a markdown table."""
+    rows = [
+        [
+            label,
+            fmt.format(r[rate]),
+            f"{r[rate] / peer:.2f}x",
+            f"{r['seconds']:.2f}",
+            f"{1 - r['real_tokens'] / r['padded_tokens']:.1%}",
+            f"{r['mean_loss']:.4f}",
+            f"{r['peak_rss_mib']:.0f}",
+        ]
+        for label, r in results.items()
+    ]
+    header = ["trainer", unit, "ratio vs TRL default", "seconds", "padding", "mean loss", "peak RSS (MiB)"]
+    return markdown_table(header, rows)

@@ -46,7 +46,6 @@ collated batch) and of our loss functions on TRL's batch (same tokens: must equa
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 import tempfile
 import time
@@ -57,12 +56,12 @@ from common import (
     conversational,
     isolated,
     load_for_training,
-    markdown_table,
     our_training_config,
     peak_rss_mib,
     preference_pairs,
+    serve_worker,
     speed_parser,
-    start_worker,
+    speed_table,
     token_agreement,
     trl_config_kwargs,
 )
@@ -243,10 +242,7 @@ def main() -> None:
     )
     ap.add_argument("--layers", type=int, default=4, help="its depth (default: 4)")
     args = ap.parse_args()
-    if args.worker:
-        spec = json.loads(args.worker)
-        start_worker(spec)
-        print(json.dumps(check(spec) if spec["impl"] == "check" else train(spec)))
+    if serve_worker(args.worker, check, train):
         return
 
     from selfalign.models import resolve_model_path
@@ -275,20 +271,7 @@ def main() -> None:
         f"{args.steps} steps x {args.batch_size} pairs x {args.grad_accum} accum, {model}, "
         f"max length {args.max_length or 'unlimited'}, CPU fp32, {args.threads} threads\n"
     )
-    rows = [
-        [
-            label,
-            f"{r['samples_per_s']:.1f}",
-            f"{r['samples_per_s'] / peer:.2f}x",
-            f"{r['seconds']:.2f}",
-            f"{1 - r['real_tokens'] / r['padded_tokens']:.1%}",
-            f"{r['mean_loss']:.4f}",
-            f"{r['peak_rss_mib']:.0f}",
-        ]
-        for label, r in results.items()
-    ]
-    header = ["trainer", "samples/s", "ratio vs TRL default", "seconds", "padding", "mean loss", "peak RSS (MiB)"]
-    print(markdown_table(header, rows))
+    print(speed_table(results, "samples_per_s", "samples/s", "{:.1f}", peer))
     print(
         f"\nDPO loss on the first {args.batch_size} pairs, policy perturbed away from the reference: "
         f"selfalign {loss['ours']:.5f}, TRL {loss['trl']:.5f}; our loss on TRL's batch "

@@ -60,7 +60,6 @@ reward and how many advantages are non-zero.
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -73,7 +72,7 @@ from common import (
     markdown_table,
     our_training_config,
     peak_rss_mib,
-    start_worker,
+    serve_worker,
     token_agreement,
     trainer_parser,
     trl_config_kwargs,
@@ -309,10 +308,7 @@ def main() -> None:
         "--digits", type=int, nargs="+", default=[5], help="operand lengths of the arithmetic prompts (default: 5)"
     )
     args = ap.parse_args()
-    if args.worker:
-        spec = json.loads(args.worker)
-        start_worker(spec)
-        print(json.dumps(check(spec) if spec["impl"] == "check" else train(spec)))
+    if serve_worker(args.worker, check, train):
         return
     if args.batch_size % args.group_size:
         ap.error("--batch-size must be a multiple of --group-size")

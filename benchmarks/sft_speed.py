@@ -48,12 +48,12 @@ from common import (
     conversational,
     isolated,
     load_for_training,
-    markdown_table,
     our_training_config,
     peak_rss_mib,
+    serve_worker,
     sft_records,
     speed_parser,
-    start_worker,
+    speed_table,
     token_agreement,
     trl_config_kwargs,
 )
@@ -145,16 +145,12 @@ def check(spec: dict) -> dict:
 
 
 def main() -> None:
-    import json
 
     ap = speed_parser(
         __doc__, model="builtin:smollm2-135m-instruct", steps=12, batch_size=8, lr=2e-4, max_length=512, lora_r=16
     )
     args = ap.parse_args()
-    if args.worker:
-        spec = json.loads(args.worker)
-        start_worker(spec)
-        print(json.dumps(check(spec) if spec["impl"] == "check" else train(spec)))
+    if serve_worker(args.worker, check, train):
         return
 
     from selfalign.models import resolve_model_path
@@ -174,20 +170,7 @@ def main() -> None:
         f"{args.model}, {lora}: {args.steps} steps x {args.batch_size} records x {args.grad_accum} accum, "
         f"max length {args.max_length or 'unlimited'}, CPU fp32, {args.threads} threads\n"
     )
-    rows = [
-        [
-            label,
-            f"{r['tokens_per_s']:.0f}",
-            f"{r['tokens_per_s'] / peer:.2f}x",
-            f"{r['seconds']:.2f}",
-            f"{1 - r['real_tokens'] / r['padded_tokens']:.1%}",
-            f"{r['mean_loss']:.4f}",
-            f"{r['peak_rss_mib']:.0f}",
-        ]
-        for label, r in results.items()
-    ]
-    header = ["trainer", "tokens/s", "ratio vs TRL default", "seconds", "padding", "mean loss", "peak RSS (MiB)"]
-    print(markdown_table(header, rows))
+    print(speed_table(results, "tokens_per_s", "tokens/s", "{:.0f}", peer))
     ours = [r["tokens_per_s"] for label, r in results.items() if CONFIGS[label][0] == "ours"]
     trl = [r["tokens_per_s"] for label, r in results.items() if CONFIGS[label][0] == "trl"]
     print(f"\nLike for like: length-grouped {ours[0] / trl[1]:.2f}x, random batches {ours[1] / trl[0]:.2f}x.")
