@@ -25,10 +25,10 @@ and trains on fresh 5-digit sums with the checker's 1/0 as the only signal; held
 from __future__ import annotations
 
 from common import run, spread, testbed_parser
-from reasoning_testbed import sampled
 
 from selfalign.records import read_jsonl
 
+RECORDS = ("samples.jsonl", "rationalize.jsonl")  # what a STaR round sampled
 FIVE = ["task.train_digits=[5]", "task.eval_digits=[5]", "task.n_eval=200"]
 ROUNDS = 3
 SYSTEMS = {
@@ -102,10 +102,10 @@ def main() -> None:
 
 
 def sampled_in(run_dir, rnd: int) -> int:
-    """Responses a round drew for training: STaR's sample (and hint) files, GRPO's steps x responses per step."""
+    """Responses a round drew for training: STaR's samples and hinted retries, GRPO's steps x responses per step."""
     round_dir = run_dir / f"round-{rnd:03d}"
     if (round_dir / "samples.jsonl").is_file():
-        return sampled(round_dir)
+        return sum(sum(1 for _ in (round_dir / f).open()) for f in RECORDS if (round_dir / f).is_file())
     metrics = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m["round"] in (rnd - 1, rnd)]
     return metrics[-1]["samples"] - metrics[0].get("samples", 0)
 
