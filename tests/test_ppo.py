@@ -68,8 +68,8 @@ def test_the_rollout_batch_layout():
     for key in ("old_logps", "ref_logps", "old_values", "advantages", "returns", "rewards"):
         assert cache[key].shape == mask.shape and torch.all(cache[key][mask == 0] == 0), key
     # the sampling policy's log-probs, chunked and trimmed, equal one pass over the whole batch
-    assert torch.allclose(cache["old_logps"], r.logps(cache, torch.device("cpu")), atol=1e-5)
-    assert torch.allclose(cache["ref_logps"], make_rollout(policy()).logps(cache, torch.device("cpu")), atol=1e-5)
+    assert torch.allclose(cache["old_logps"], r.logps(cache), atol=1e-5)
+    assert torch.allclose(cache["ref_logps"], make_rollout(policy()).logps(cache), atol=1e-5)
     assert torch.all(cache["old_values"] == 0)  # the head starts at zero
     last = mask.size(1) - 1 - mask.flip(1).argmax(1)
     kl = (cache["old_logps"] - cache["ref_logps"]) * mask

@@ -133,8 +133,9 @@ class PolicyRollout:
         return next(self.policy.model.parameters()).device
 
     @torch.no_grad()
-    def logps(self, batch: Batch, device: torch.device, reference: bool = False) -> torch.Tensor:
+    def logps(self, batch: Batch, reference: bool = False) -> torch.Tensor:
         """Per-token log-probs [B, T-1] of the policy as it is now, or of the reference."""
+        device = self.device
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         labels = batch["labels"].to(device)
         if not reference:
@@ -164,19 +165,19 @@ class GroupRollout(PolicyRollout):
 
     def next_batch(self, step: int, micro: int) -> Batch:
         params = replace(self.params, seed=self.params.seed + 1_000 * step + micro)
-        batch = self.sample(self.draw(step, micro), params, desc=f"rollout {step}")
+        problems = self.draw(step, micro)
+        batch = self.sample(problems, params, desc=f"rollout {step}")
         reward = batch["reward"]
         if self.beta:
-            device = self.device
-            ref_logps = self.logps(batch, device, reference=True)
+            ref_logps = self.logps(batch, reference=True)
             if self.algorithm == "rloo":  # RLOO penalises the sequence reward with k1 from the sampling policy
                 mask = batch["labels"][:, 1:] != IGNORE
-                reward = rloo_kl_rewards(reward, self.logps(batch, device), ref_logps, mask, self.beta)
+                reward = rloo_kl_rewards(reward, self.logps(batch), ref_logps, mask, self.beta)
             else:
                 batch["ref_logps"] = ref_logps
         n = self.params.n
         if self.process:
-            batch["advantages"] = self.step_advantages(batch, [q for q in self.draw(step, micro) for _ in range(n)])
+            batch["advantages"] = self.step_advantages(batch, [q for q in problems for _ in range(n)])
         elif self.algorithm == "grpo":
             batch["advantages"] = grpo_advantages(reward, n, self.scale_rewards)
         else:
@@ -278,7 +279,7 @@ class PPORollout(PolicyRollout):
         batch = self.sample(self.draw_batch(window), params, desc=f"rollout {window + 1}")
         mask = (batch["labels"][:, 1:] != IGNORE).float()
         old_logps, old_values = self.policy_and_values(batch)
-        ref_logps = self.chunked(batch, lambda b: self.logps(b, self.device, reference=True))
+        ref_logps = self.chunked(batch, lambda b: self.logps(b, reference=True))
         kl = kl_k1(old_logps, ref_logps) * mask  # the sampling policy's KL, logged and tracked by the controller
         coef = self.kl.value
         rewards, _ = ppo_rewards(batch["reward"], old_logps, ref_logps, mask, coef if self.kl_in == "reward" else 0.0)

@@ -18,7 +18,6 @@ KL coefficient go next to it in `ppo_state.pt`, from which a later round continu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
@@ -29,6 +28,7 @@ from accelerate import PartialState
 from selfalign.batching import Batch, model_inputs
 from selfalign.config import TrainingConfig
 from selfalign.models import Policy
+from selfalign.records import atomic_write
 from selfalign.training.grpo import token_entropy
 from selfalign.training.objectives import token_logprobs
 from selfalign.training.rl_objectives import (
@@ -123,7 +123,6 @@ def train_ppo(
         policy, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc, stateful=(source,), module=critic
     )
     if out_dir is not None and PartialState().is_main_process:
-        tmp = Path(out_dir) / (STATE_FILE + ".tmp")
-        torch.save({"value_head": critic.value_head.state_dict(), "kl_coef": source.kl.value}, tmp)
-        os.replace(tmp, Path(out_dir) / STATE_FILE)
+        state = {"value_head": critic.value_head.state_dict(), "kl_coef": source.kl.value}
+        atomic_write(Path(out_dir) / STATE_FILE, lambda f: torch.save(state, f))
     return log
