@@ -46,3 +46,12 @@ def test_stops_at_eos(tiny_model_dir):
     policy.model.lm_head.register_forward_hook(lambda module, args, out: out + boost)
     gens = make_sampler("hf", policy).generate(PROMPTS, SamplingParams(max_new_tokens=10))
     assert all(g.finished and g.n_tokens == 1 and g.text == "" for g in gens)
+
+
+def test_greedy_with_several_samples_repeats_the_greedy_response(tiny_model_dir):
+    """HF refuses greedy decoding with num_return_sequences > 1; n greedy samples are n copies of the one."""
+    sampler = make_sampler("hf", load_policy(str(tiny_model_dir)), batch_size=8)
+    one = sampler.generate(PROMPTS, SamplingParams(n=1, temperature=0.0, max_new_tokens=10))
+    three = sampler.generate(PROMPTS, SamplingParams(n=3, temperature=0.0, max_new_tokens=10))
+    assert [g.text for g in three] == [g.text for g in one for _ in range(3)]
+    assert [g.sample_index for g in three] == [0, 1, 2] * len(PROMPTS)

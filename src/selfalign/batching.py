@@ -28,21 +28,24 @@ class PromptEncoder(Protocol):
 
     def encode_prompt(self, prompt: str) -> list[int]: ...
 
-    def encode_completion(self, completion: str) -> list[int]: ...
+    def encode_completion(self, completion: str, eos: bool = True) -> list[int]: ...
 
 
-def encode_sft(model: PromptEncoder, prompt: str, completion: str, max_length: int | None = None) -> dict:
-    p, c = model.encode_prompt(prompt), model.encode_completion(completion)
+def encode_sft(
+    model: PromptEncoder, prompt: str, completion: str, max_length: int | None = None, eos: bool = True
+) -> dict:
+    p, c = model.encode_prompt(prompt), model.encode_completion(completion, eos)
     ids = (p + c)[:max_length] if max_length else p + c
     labels = ([IGNORE] * len(p) + c)[: len(ids)]
     return {"input_ids": ids, "labels": labels}
 
 
 def encode_pair(model: PromptEncoder, pair: dict, max_length: int | None = None) -> dict:
-    """A preference pair as two SFT rows; scalar fields (epsilon, margin) are added by the trainer."""
+    """A preference pair as two SFT rows; scalar fields (epsilon, margin) are added by the trainer. A
+    `rejected_partial` rejected response is a solution cut at its critical step: no EOS, which it never had."""
     return {
         "chosen": encode_sft(model, pair["prompt"], pair["chosen"], max_length),
-        "rejected": encode_sft(model, pair["prompt"], pair["rejected"], max_length),
+        "rejected": encode_sft(model, pair["prompt"], pair["rejected"], max_length, not pair.get("rejected_partial")),
     }
 
 

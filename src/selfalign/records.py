@@ -10,7 +10,7 @@ Field names follow the ecosystem (TRL) where it has them. Every generated record
 - SFT       prompt, completion, source (the sample id), provenance.
 - pair      prompt, chosen, rejected; optional id, margin (number), strength (Llama-2 label strength),
             epsilon (per-pair soft label in [0, 1)), confidence (judge's P(chosen better)), gold_agrees,
-            provenance.
+            rejected_partial (true: the rejected response is cut mid-solution and gets no EOS), provenance.
 - stepwise  prompt, completions (the steps), labels (one per step: binary, ternary -1/0/1 or soft [0, 1]),
             source.
 """
@@ -225,6 +225,10 @@ def load_pairs(path: str | Path) -> tuple[list[dict], Counter]:
             _number(path, lineno, rec, "margin", float("-inf"), float("inf"))
         if "epsilon" in rec:
             _number(path, lineno, rec, "epsilon", 0.0, 1.0)
+        if "rejected_partial" in rec and not isinstance(rec["rejected_partial"], bool):
+            raise InputError(
+                path, f"must be true or false, got {rec['rejected_partial']!r}", line=lineno, field="rejected_partial"
+            )
         if "strength" in rec and rec["strength"] not in MARGINS["small"]:
             raise InputError(path, f"must be one of {sorted(MARGINS['small'])}", line=lineno, field="strength")
         if rec["chosen"] == rec["rejected"]:

@@ -111,7 +111,7 @@ class PolicyRollout:
         rows = []
         for p, g in zip(group, gens):
             ids = self.policy.encode_prompt(p.prompt)
-            completion = list(g.token_ids) or self.policy.encode_completion(g.text)[: None if g.finished else -1]
+            completion = list(g.token_ids) or self.policy.encode_completion(g.text, g.finished)
             rows.append({"input_ids": ids + completion, "labels": [IGNORE] * len(ids) + completion})
         batch = pad_right(rows, self.policy.tokenizer.pad_token_id)
         batch["reward"] = torch.tensor(rewards, dtype=torch.float32)

@@ -8,8 +8,8 @@ step. Three label kinds are supported:
 
 Labels come from a checker (`step_labels_from_check`, PRM800K-style) or from Monte Carlo rollouts
 (`mc_step_labels`, Math-Shepherd-style); `aggregate` / `predicted_first_error` turn a PRM's per-step scores
-into a solution score and a located first error. Reading and validating a stepwise file is
-`records.load_stepwise`; tokenizing one for a PRM is `batching.encode_stepwise`.
+into a solution score and a located first error; `critical_step` finds the step per-step DPO rejects. Reading
+and validating a stepwise file is `records.load_stepwise`; tokenizing one for a PRM is `batching.encode_stepwise`.
 """
 
 from __future__ import annotations
@@ -103,3 +103,17 @@ def solution_score(step_scores: Sequence[float], how: Literal["product", "min", 
 def predicted_first_error(step_scores: Sequence[float], threshold: float = 0.5) -> int | None:
     """Index of the first step scored below `threshold` (ProcessBench-style error location), None if none."""
     return next((i for i, s in enumerate(step_scores) if s < threshold), None)
+
+
+def critical_step(values: Sequence[float]) -> int:
+    """The critical step ("first pit") of a solution from Monte-Carlo values of its prefixes (Setlur et al. 2024).
+
+    `values` = [Q_0, Q_1, .., Q_L]: the value of the prompt alone, then of the prefix ending at each step i
+    (Q_L, the whole solution, is its own reward). The step advantage is A_i = Q_i - Q_{i-1} (Eq. 3, deterministic
+    dynamics); the critical step is the first step of lowest advantage, returned 1-based so that `steps[:c]` ends
+    with it. With best-of-K values (0/1) it is the first step after which no rollout succeeds.
+    """
+    if len(values) < 2:
+        raise ValueError(f"need the prompt's value and at least one step's, got {len(values)} values")
+    advantages = [b - a for a, b in zip(values, values[1:])]
+    return advantages.index(min(advantages)) + 1

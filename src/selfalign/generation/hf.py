@@ -37,17 +37,19 @@ class HFSampler:
             for row, i in enumerate(idx):
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
+            # HF refuses greedy decoding with num_return_sequences > 1: repeat the prompts instead.
+            copies = 1 if do_sample else params.n
             # Seeding per batch makes each batch reproducible on its own, whatever ran before it.
             torch.manual_seed(params.seed * 1_000_003 + b)
             gen = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
+                input_ids=ids.repeat_interleave(copies, 0).to(device),
+                attention_mask=mask.repeat_interleave(copies, 0).to(device),
                 max_new_tokens=params.max_new_tokens,
                 do_sample=do_sample,
                 temperature=params.temperature if do_sample else None,
                 top_p=params.top_p if do_sample else None,
                 top_k=0 if do_sample else None,
-                num_return_sequences=params.n,
+                num_return_sequences=params.n // copies,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
             )[:, width:].cpu()

@@ -72,8 +72,9 @@ class Policy:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt)["input_ids"]
 
-    def encode_completion(self, completion: str) -> list[int]:
-        return self.tokenizer(completion, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+    def encode_completion(self, completion: str, eos: bool = True) -> list[int]:
+        """Token ids of a response, ending with EOS unless it is a partial response (eos=False)."""
+        return self.tokenizer(completion, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id] * eos
 
 
 def load_policy(

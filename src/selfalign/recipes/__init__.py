@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-RECIPES = ("star", "rft", "rest", "rejection", "dpo", "reward", "prm", "spa", "vstar", "grpo", "ppo")
+RECIPES = ("star", "rft", "rest", "rejection", "dpo", "reward", "prm", "spa", "vstar", "grpo", "ppo", "per_step_dpo")
 
 
 def get_recipe(name: str) -> ModuleType:

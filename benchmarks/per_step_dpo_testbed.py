@@ -1,0 +1,109 @@
+"""Per-step DPO against RFT and plain DPO at equal numbers of synthetic problems (issue: per-step DPO).
+
+pi_sft (one per seed): `builtin:arith-tiny` (1-4 digit sums) fine-tuned for 30 steps (lr 1e-3) on the gold
+scratchpads of 32 5-digit sums, the paper's SFT on synthetic positives. From it, on N fresh 5-digit problems with
+8 samples each at T=0.7 (`configs/per_step_dpo.yaml`), every method trains 30 steps x 32 at lr 1e-4:
+- per-step DPO: each incorrect sample cut after its critical step (5 best-of-K rollouts per step prefix) against a
+  correct sample of the same problem;
+- plain DPO: (correct, incorrect) whole samples, the same pairs uncut;
+- RFT: SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every correct sample).
+Held-out: 200 5-digit sums, greedy. k = how many times more problems RFT needs to match per-step DPO on N: per-step
+DPO's accuracy read off RFT's accuracy-vs-log(N) curve (linear interpolation; "> max" when it is above all of it).
+
+    python benchmarks/per_step_dpo_testbed.py --seeds 0 1 2 --out runs/bench-per-step-dpo
+    python benchmarks/per_step_dpo_testbed.py --sft-only          # just pi_sft, to runs/pi-sft-arith5
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import torch
+from common import run, spread, testbed_parser
+
+SIZES = [32, 64, 128, 256]
+RFT_SIZES = [*SIZES, 512, 1024]
+SFT_PROBLEMS, SFT_STEPS, SFT_LR = 32, 30, 1e-3
+METHODS = {
+    "per-step DPO": ("per_step_dpo.yaml", []),
+    "plain DPO (whole solutions)": ("per_step_dpo.yaml", ["params.pairs=whole"]),
+    "RFT": (
+        "rft.yaml",
+        [
+            *(f"task.{k}" for k in ("train_digits=[5]", "eval_digits=[5]", "n_eval=200")),
+            *(f"training.{k}" for k in ("lr=1e-4", "steps=30", "batch_size=32")),
+            "params.dedup=none",
+        ],
+    ),
+}
+
+
+def build_sft(out: Path, seed: int) -> Path:
+    """pi_sft: arith-tiny fine-tuned on gold 5-digit scratchpads (problems drawn apart from the recipe's)."""
+    from selfalign.config import ArithmeticTaskConfig, TrainingConfig
+    from selfalign.models import load
+    from selfalign.tasks.arithmetic import ArithmeticTask, solution
+    from selfalign.training.trainer import train_sft
+
+    if (out / "config.json").is_file():
+        return out
+    task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[5], eval_digits=[5], n_train=SFT_PROBLEMS, n_eval=200))
+    records = [{"prompt": q.prompt, "completion": solution(q)} for q in task.train_problems(1000, seed)]
+    torch.manual_seed(seed)
+    policy = load("policy", "builtin:arith-tiny")
+    train_sft(policy, records, TrainingConfig(lr=SFT_LR, steps=SFT_STEPS, batch_size=32), out, seed=seed)
+    return out
+
+
+def multiplier(acc: float, curve: list[tuple[int, float]], n: int) -> float:
+    """k such that RFT on k*n problems reaches `acc`, by linear interpolation in log N (inf above the curve, 0
+    below it)."""
+    for (n0, a0), (n1, a1) in zip(curve, curve[1:]):
+        if a0 <= acc <= a1 and a1 > a0:
+            return math.exp(math.log(n0) + (acc - a0) / (a1 - a0) * math.log(n1 / n0)) / n
+    return math.inf if acc > max(a for _, a in curve) else 0.0
+
+
+def main() -> None:
+    ap = testbed_parser(__doc__, "runs/bench-per-step-dpo")
+    ap.add_argument("--sft-only", action="store_true", help="build pi_sft for seed 0 in runs/pi-sft-arith5 and stop")
+    args = ap.parse_args()
+    if args.sft_only:
+        print(build_sft(Path("runs/pi-sft-arith5"), 0))
+        return
+    acc: dict[str, dict[int, list[float]]] = {m: {} for m in METHODS}
+    base = []
+    for s in args.seeds:
+        sft = build_sft(args.out / f"pi-sft-s{s}", s)
+        for method, (config, extra) in METHODS.items():
+            for n in RFT_SIZES if method == "RFT" else SIZES:
+                name = method.split(" ")[0].lower().replace("-", "")
+                rows = run(
+                    config, args.out / f"{name}-n{n}-s{s}", s, [f"model.path={sft}", f"task.n_train={n}", *extra]
+                )
+                acc[method].setdefault(n, []).append(rows[-1]["accuracy"]["5"])
+                if method == "RFT" and n == SIZES[0]:
+                    base.append(rows[0]["accuracy"]["5"])
+    print(f"seeds {args.seeds}; held-out greedy accuracy on 200 5-digit sums, mean ± sd; pi_sft: {spread(base)}\n")
+    print("| method | " + " | ".join(f"N={n}" for n in RFT_SIZES) + " |")
+    print("|---|" + "---|" * len(RFT_SIZES))
+    for method, by_n in acc.items():
+        print(f"| {method} | " + " | ".join(spread(by_n[n]) if n in by_n else "" for n in RFT_SIZES) + " |")
+    print("\nk (RFT needs k x N problems to match), per seed:")
+    for method in ("per-step DPO", "plain DPO (whole solutions)"):
+        ks = []
+        for i in range(len(args.seeds)):
+            curve = [(n, acc["RFT"][n][i]) for n in RFT_SIZES]
+            ks.append([multiplier(acc[method][n][i], curve, n) for n in SIZES])
+        print(
+            f"- {method}: " + "; ".join(f"N={n}: " + ", ".join(f"{k[j]:.2g}" for k in ks) for j, n in enumerate(SIZES))
+        )
+        finite = [k[j] for k in ks for j in range(len(SIZES)) if math.isfinite(k[j])]
+        if finite:
+            print(f"  median over sizes and seeds: {statistics.median(finite):.2g}")
+
+
+if __name__ == "__main__":
+    main()
