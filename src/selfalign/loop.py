@@ -33,6 +33,7 @@ from selfalign.scoring.pairing import min_max_pairs
 from selfalign.scoring.verifiers import ProcessScorer
 from selfalign.stepwise import CLASSES, good_steps
 from selfalign.tasks.base import Task
+from selfalign.training.quiet_star import direct_answer_eval
 from selfalign.training.registry import TRAINERS
 from selfalign.training.reward import pair_accuracy
 
@@ -285,6 +286,23 @@ class Loop:
             "accuracy": {"held-out steps": summary["step_accuracy"]},
         }
         return self._record(metrics, {"first_error_accuracy": summary["first_error_accuracy"], **extra})
+
+    def evaluate_direct(self, round: int, model: str, prompts: list[str], answers: list[str], **extra: Any) -> dict:
+        """Stage `round-XXX/direct_eval`: answers with no worked solution, by a model that may think before each
+        token (Quiet-STaR): exact match of the greedy answer, NLL of the answer tokens, seconds per generated token."""
+
+        def produce() -> tuple[list[dict], dict]:
+            rows = direct_answer_eval(self.load("policy", model), model, prompts, answers)
+            nll = [x for r in rows for x in r["answer_nll"]]
+            return rows, {
+                "accuracy": sum(r["correct"] for r in rows) / len(rows),
+                "answer_nll": sum(nll) / len(nll),
+                "seconds_per_token": rows[0]["seconds_per_token"],
+            }
+
+        _, summary = self.run.jsonl_stage(round, "direct_eval", produce)
+        metrics = {"round": round, "model": self.model_name(model), "accuracy": {"direct": summary["accuracy"]}}
+        return self._record(metrics, {k: summary[k] for k in ("answer_nll", "seconds_per_token")} | extra)
 
     def _record(self, metrics: dict, extra: dict) -> dict:
         """Add `extra` to the round's metrics row, replace any earlier row of that round, rewrite metrics.jsonl."""

@@ -5,7 +5,21 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-RECIPES = ("star", "rft", "rest", "rejection", "dpo", "reward", "prm", "spa", "vstar", "grpo", "ppo", "per_step_dpo")
+RECIPES = (
+    "star",
+    "rft",
+    "rest",
+    "rejection",
+    "dpo",
+    "reward",
+    "prm",
+    "spa",
+    "vstar",
+    "grpo",
+    "ppo",
+    "per_step_dpo",
+    "quiet_star",
+)
 
 
 def get_recipe(name: str) -> ModuleType:

@@ -11,6 +11,7 @@
 | `prm`    | prm      | prompt, completions (steps), labels         | cross-entropy at each step's last token  |
 | `grpo`   | policy   | problem_id, prompt (a `rollout` samples)    | GRPO / RLOO clipped surrogate (+ KL)     |
 | `ppo`    | policy   | problem_id, prompt (a `rollout` samples)    | PPO clipped surrogate + value loss (+ KL) |
+| `quiet_star` | policy | prompt, completion (read as one text)  | Quiet-STaR: LM + mixed LM + REINFORCE     |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from selfalign.training.grpo import train_grpo
 from selfalign.training.orm_prm import train_orm, train_prm
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.ppo import train_ppo
+from selfalign.training.quiet_star import train_quiet_star
 from selfalign.training.reward import train_reward
 from selfalign.training.trainer import train_sft
 
@@ -44,5 +46,6 @@ TRAINERS: dict[str, Trainer] = {
     "orm": Trainer("reward", train_orm),
     "grpo": Trainer("policy", train_grpo),
     "ppo": Trainer("policy", train_ppo),
+    "quiet_star": Trainer("policy", train_quiet_star),
     "prm": Trainer("prm", train_prm, load_options=lambda o: {"num_labels": CLASSES[o.get("label_kind", "binary")]}),
 }
