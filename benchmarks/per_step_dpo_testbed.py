@@ -5,6 +5,8 @@ scratchpads of 32 5-digit sums, the paper's SFT on synthetic positives. From it,
 8 samples each at T=0.7 (`configs/per_step_dpo.yaml`), every method trains 30 steps x 32 at lr 1e-4:
 - per-step DPO: each incorrect sample cut after its critical step (5 best-of-K rollouts per step prefix) against a
   correct sample of the same problem;
+- per-step DPO + NLL: the same pairs with iterative RPO's loss (DPO + the chosen responses' NLL), a diagnostic for
+  the chosen responses' falling likelihood;
 - plain DPO: (correct, incorrect) whole samples, the same pairs uncut;
 - RFT: SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every correct sample).
 Held-out: 200 5-digit sums, greedy. k = how many times more problems RFT needs to match per-step DPO on N: per-step
@@ -23,13 +25,18 @@ from pathlib import Path
 import torch
 from common import run, spread, testbed_parser
 
+from selfalign.records import read_jsonl
+
 SIZES = [32, 64, 128, 256]
 RFT_SIZES = [*SIZES, 512, 1024]
 SFT_PROBLEMS, SFT_STEPS, SFT_LR = 32, 30, 1e-3
-METHODS = {
-    "per-step DPO": ("per_step_dpo.yaml", []),
-    "plain DPO (whole solutions)": ("per_step_dpo.yaml", ["params.pairs=whole"]),
+BETA = 0.1  # configs/per_step_dpo.yaml
+METHODS = {  # label: (run directory prefix, config, overrides)
+    "per-step DPO": ("perstep", "per_step_dpo.yaml", []),
+    "per-step DPO + NLL (RPO)": ("perstep-nll", "per_step_dpo.yaml", ["preference.loss=dpo_nll"]),
+    "plain DPO (whole solutions)": ("plain", "per_step_dpo.yaml", ["params.pairs=whole"]),
     "RFT": (
+        "rft",
         "rft.yaml",
         [
             *(f"task.{k}" for k in ("train_digits=[5]", "eval_digits=[5]", "n_eval=200")),
@@ -74,25 +81,32 @@ def main() -> None:
         print(build_sft(Path("runs/pi-sft-arith5"), 0))
         return
     acc: dict[str, dict[int, list[float]]] = {m: {} for m in METHODS}
+    chosen: dict[str, dict[int, list[float]]] = {m: {} for m in METHODS if m != "RFT"}
     base = []
     for s in args.seeds:
         sft = build_sft(args.out / f"pi-sft-s{s}", s)
-        for method, (config, extra) in METHODS.items():
+        for method, (name, config, extra) in METHODS.items():
             for n in RFT_SIZES if method == "RFT" else SIZES:
-                name = method.split(" ")[0].lower().replace("-", "")
-                rows = run(
-                    config, args.out / f"{name}-n{n}-s{s}", s, [f"model.path={sft}", f"task.n_train={n}", *extra]
-                )
+                out = args.out / f"{name}-n{n}-s{s}"
+                rows = run(config, out, s, [f"model.path={sft}", f"task.n_train={n}", *extra])
                 acc[method].setdefault(n, []).append(rows[-1]["accuracy"]["5"])
                 if method == "RFT" and n == SIZES[0]:
                     base.append(rows[0]["accuracy"]["5"])
+                if method in chosen:
+                    log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")[-5:]
+                    chosen[method].setdefault(n, []).append(statistics.mean(e["rewards/chosen"] for e in log) / BETA)
     print(f"seeds {args.seeds}; held-out greedy accuracy on 200 5-digit sums, mean ± sd; pi_sft: {spread(base)}\n")
     print("| method | " + " | ".join(f"N={n}" for n in RFT_SIZES) + " |")
     print("|---|" + "---|" * len(RFT_SIZES))
     for method, by_n in acc.items():
         print(f"| {method} | " + " | ".join(spread(by_n[n]) if n in by_n else "" for n in RFT_SIZES) + " |")
+    print("\nlog pi(y+) - log pi_SFT(y+) of the chosen responses at the end of training (nats, last 5 steps):\n")
+    print("| method | " + " | ".join(f"N={n}" for n in SIZES) + " |")
+    print("|---|" + "---|" * len(SIZES))
+    for method, by_n in chosen.items():
+        print(f"| {method} | " + " | ".join(spread(by_n[n], "{:.1f}") for n in SIZES) + " |")
     print("\nk (RFT needs k x N problems to match), per seed:")
-    for method in ("per-step DPO", "plain DPO (whole solutions)"):
+    for method in chosen:
         ks = []
         for i in range(len(args.seeds)):
             curve = [(n, acc["RFT"][n][i]) for n in RFT_SIZES]
