@@ -40,6 +40,11 @@ def spread(xs: list[float], fmt: str = "{:.1%}") -> str:
     return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
 
 
+def slug(label: str) -> str:
+    """A run directory name from a table label: "GRPO, process supervision" -> "grpo-process-supervision"."""
+    return "-".join("".join(c for c in label.lower() if c.isalnum() or c == " ").split())
+
+
 def testbed_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
     """The options every testbed benchmark takes: --seeds and --out (a finished run there is reused)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,7 +14,7 @@ before each token), seconds per generated token.
 
 from __future__ import annotations
 
-from common import run, spread, testbed_parser
+from common import run, slug, spread, testbed_parser
 
 STEPS, N_THOUGHTS, N_TALK = 100, 2, 4
 SYSTEMS = {
@@ -39,7 +39,7 @@ def main() -> None:
     ]
     base = None
     for label, overrides in SYSTEMS.items():
-        name = "-".join("".join(c for c in label.lower() if c.isalnum() or c == " ").split())
+        name = slug(label)
         rows = [run("quiet_star.yaml", args.out / f"{name}-s{s}", s, overrides) for s in args.seeds]
         if base is None:
             base = rows

@@ -24,7 +24,7 @@ and trains on fresh 5-digit sums with the checker's 1/0 as the only signal; held
 
 from __future__ import annotations
 
-from common import run, spread, testbed_parser
+from common import run, slug, spread, testbed_parser
 
 from selfalign.records import read_jsonl
 
@@ -83,7 +83,7 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for label in args.systems:
-        name = "-".join("".join(c for c in label.lower() if c.isalnum() or c == " ").split())
+        name = slug(label)
         dirs = [args.out / f"{name}-s{s}" for s in args.seeds]
         if label in WITH_PRM:
             if not args.prm:
