@@ -3,12 +3,12 @@
 pi_sft (one per seed): `builtin:arith-tiny` (1-4 digit sums) fine-tuned for 30 steps (lr 1e-3) on the gold
 scratchpads of 32 5-digit sums, the paper's SFT on synthetic positives. From it, on N fresh 5-digit problems with
 8 samples each at T=0.7 (`configs/per_step_dpo.yaml`), every method trains 30 steps x 32 at lr 1e-4:
-- per-step DPO: each incorrect sample cut after its critical step (5 best-of-K rollouts per step prefix) against a
+- per-step DPO (N up to 512): each incorrect sample cut after its critical step (5 best-of-K rollouts per step prefix) against a
   correct sample of the same problem;
 - per-step DPO + NLL: the same pairs with iterative RPO's loss (DPO + the chosen responses' NLL), a diagnostic for
   the chosen responses' falling likelihood;
 - plain DPO: (correct, incorrect) whole samples, the same pairs uncut;
-- RFT: SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every correct sample).
+- RFT (N up to 1,024): SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every correct sample).
 Held-out: 200 5-digit sums, greedy. k = how many times more problems RFT needs to match per-step DPO on N: per-step
 DPO's accuracy read off RFT's accuracy-vs-log(N) curve (linear interpolation; "> max" when it is above all of it).
 
@@ -27,16 +27,17 @@ from common import run, spread, testbed_parser
 
 from selfalign.records import read_jsonl
 
-SIZES = [32, 64, 128, 256]
-RFT_SIZES = [*SIZES, 512, 1024]
+SIZES = [32, 64, 128, 256]  # plain DPO's; per-step DPO adds 512, RFT 512 and 1024
+ALL_SIZES = [*SIZES, 512, 1024]
 SFT_PROBLEMS, SFT_STEPS, SFT_LR = 32, 30, 1e-3
 BETA = 0.1  # configs/per_step_dpo.yaml
-METHODS = {  # label: (run directory prefix, config, overrides)
-    "per-step DPO": ("perstep", "per_step_dpo.yaml", []),
-    "per-step DPO + NLL (RPO)": ("perstep-nll", "per_step_dpo.yaml", ["preference.loss=dpo_nll"]),
-    "plain DPO (whole solutions)": ("plain", "per_step_dpo.yaml", ["params.pairs=whole"]),
+METHODS = {  # label: (run directory prefix, sizes N, config, overrides)
+    "per-step DPO": ("perstep", [*SIZES, 512], "per_step_dpo.yaml", []),
+    "per-step DPO + NLL (RPO)": ("perstep-nll", [*SIZES, 512], "per_step_dpo.yaml", ["preference.loss=dpo_nll"]),
+    "plain DPO (whole solutions)": ("plain", SIZES, "per_step_dpo.yaml", ["params.pairs=whole"]),
     "RFT": (
         "rft",
+        ALL_SIZES,
         "rft.yaml",
         [
             *(f"task.{k}" for k in ("train_digits=[5]", "eval_digits=[5]", "n_eval=200")),
@@ -85,8 +86,8 @@ def main() -> None:
     base = []
     for s in args.seeds:
         sft = build_sft(args.out / f"pi-sft-s{s}", s)
-        for method, (name, config, extra) in METHODS.items():
-            for n in RFT_SIZES if method == "RFT" else SIZES:
+        for method, (name, sizes, config, extra) in METHODS.items():
+            for n in sizes:
                 out = args.out / f"{name}-n{n}-s{s}"
                 rows = run(config, out, s, [f"model.path={sft}", f"task.n_train={n}", *extra])
                 acc[method].setdefault(n, []).append(rows[-1]["accuracy"]["5"])
@@ -96,27 +97,28 @@ def main() -> None:
                     log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")[-5:]
                     chosen[method].setdefault(n, []).append(statistics.mean(e["rewards/chosen"] for e in log) / BETA)
     print(f"seeds {args.seeds}; held-out greedy accuracy on 200 5-digit sums, mean ± sd; pi_sft: {spread(base)}\n")
-    print("| method | " + " | ".join(f"N={n}" for n in RFT_SIZES) + " |")
-    print("|---|" + "---|" * len(RFT_SIZES))
+    print("| method | " + " | ".join(f"N={n}" for n in ALL_SIZES) + " |")
+    print("|---|" + "---|" * len(ALL_SIZES))
     for method, by_n in acc.items():
-        print(f"| {method} | " + " | ".join(spread(by_n[n]) if n in by_n else "" for n in RFT_SIZES) + " |")
+        print(f"| {method} | " + " | ".join(spread(by_n[n]) if n in by_n else "" for n in ALL_SIZES) + " |")
     print("\nlog pi(y+) - log pi_SFT(y+) of the chosen responses at the end of training (nats, last 5 steps):\n")
-    print("| method | " + " | ".join(f"N={n}" for n in SIZES) + " |")
-    print("|---|" + "---|" * len(SIZES))
+    print("| method | " + " | ".join(f"N={n}" for n in ALL_SIZES[:-1]) + " |")
+    print("|---|" + "---|" * (len(ALL_SIZES) - 1))
     for method, by_n in chosen.items():
-        print(f"| {method} | " + " | ".join(spread(by_n[n], "{:.1f}") for n in SIZES) + " |")
-    print("\nk (RFT needs k x N problems to match), per seed:")
-    for method in chosen:
-        ks = []
-        for i in range(len(args.seeds)):
-            curve = [(n, acc["RFT"][n][i]) for n in RFT_SIZES]
-            ks.append([multiplier(acc[method][n][i], curve, n) for n in SIZES])
         print(
-            f"- {method}: " + "; ".join(f"N={n}: " + ", ".join(f"{k[j]:.2g}" for k in ks) for j, n in enumerate(SIZES))
+            f"| {method} | " + " | ".join(spread(by_n[n], "{:.1f}") if n in by_n else "" for n in ALL_SIZES[:-1]) + " |"
         )
-        finite = [k[j] for k in ks for j in range(len(SIZES)) if math.isfinite(k[j])]
-        if finite:
-            print(f"  median over sizes and seeds: {statistics.median(finite):.2g}")
+    print(f"\nk (RFT needs k x N problems to match; below RFT's N={ALL_SIZES[0]} point: < {ALL_SIZES[0]}/N), per seed:")
+    for method in chosen:
+        sizes = sorted(acc[method])
+        ks = [
+            [multiplier(acc[method][n][i], [(m, acc["RFT"][m][i]) for m in ALL_SIZES], n) for n in sizes]
+            for i in range(len(args.seeds))
+        ]
+        shown = lambda k, n: f"< {ALL_SIZES[0] / n:.2g}" if k == 0 else f"{k:.2g}"  # noqa: E731
+        print(
+            f"- {method}: " + "; ".join(f"N={n}: " + ", ".join(shown(k[j], n) for k in ks) for j, n in enumerate(sizes))
+        )
 
 
 if __name__ == "__main__":
