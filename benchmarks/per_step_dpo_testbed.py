@@ -3,14 +3,15 @@
 pi_sft (one per seed): `builtin:arith-tiny` (1-4 digit sums) fine-tuned for 30 steps (lr 1e-3) on the gold
 scratchpads of 32 5-digit sums, the paper's SFT on synthetic positives. From it, on N fresh 5-digit problems with
 8 samples each at T=0.7 (`configs/per_step_dpo.yaml`), every method trains 30 steps x 32 at lr 1e-4:
-- per-step DPO (N up to 512): each incorrect sample cut after its critical step (5 best-of-K rollouts per step prefix) against a
-  correct sample of the same problem;
+- per-step DPO (N up to 512): each incorrect sample cut after its critical step (5 best-of-K rollouts per step
+  prefix) against a correct sample of the same problem;
 - per-step DPO + NLL: the same pairs with iterative RPO's loss (DPO + the chosen responses' NLL), a diagnostic for
   the chosen responses' falling likelihood;
 - plain DPO: (correct, incorrect) whole samples, the same pairs uncut;
-- RFT (N up to 1,024): SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every correct sample).
+- RFT (N up to 1,024): SFT on the correct samples (`configs/rft.yaml` with the settings above, no dedup: every
+  correct sample).
 Held-out: 200 5-digit sums, greedy. k = how many times more problems RFT needs to match per-step DPO on N: per-step
-DPO's accuracy read off RFT's accuracy-vs-log(N) curve (linear interpolation; "> max" when it is above all of it).
+DPO's accuracy read off RFT's accuracy-vs-log(N) curve (linear interpolation; inf when it is above all of it).
 
     python benchmarks/per_step_dpo_testbed.py --seeds 0 1 2 --out runs/bench-per-step-dpo
     python benchmarks/per_step_dpo_testbed.py --sft-only          # just pi_sft, to runs/pi-sft-arith5
