@@ -32,9 +32,15 @@ def run(config: str | Path, out: Path, seed: int, overrides: list[str]) -> list[
     reused, an interrupted one resumed."""
     if not (out / "report.html").is_file():
         resume = ["--resume"] if (out / "manifest.json").is_file() else []
-        code = selfalign(["run", str(ROOT / "configs" / config), "--out", str(out), *resume, f"seed={seed}", *overrides])
+        cmd = ["run", str(ROOT / "configs" / config), "--out", str(out), *resume, f"seed={seed}", *overrides]
+        code = selfalign(cmd)
         assert code == 0, f"run failed: {out}"
     return read_jsonl(out / "metrics.jsonl")
+
+
+def spread(xs: list[float], fmt: str = "{:.1%}") -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(sd)}"
 
 
 def slug(label: str) -> str:
