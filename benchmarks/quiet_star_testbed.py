@@ -4,8 +4,9 @@
 From `builtin:arith-tiny` (1-4 digit sums with a scratchpad; it has never seen an answer stated directly), each run
 trains on 2,000 texts, half "<prompt>?<answer, units digit first>" and half worked sums (`configs/quiet_star.yaml`:
 100 steps x 16 texts, lr 1e-4, 2 thoughts per position, 4 teacher-forced tokens, the official loss weights).
-Systems: thoughts of t = 4, 8 and 12 tokens; no thoughts for the same 100 steps; no thoughts for the compute of t = 12
-(a Quiet-STaR step runs n_thoughts x (t + 2 + n_talk) forward passes over the text, an LM step one: 36x the steps).
+Systems: thoughts of t = 4 and 12 tokens; t = 12 with the REINFORCE term weighted 1 instead of the official 1e6;
+no thoughts for the same 100 steps; no thoughts for the compute of t = 12 (a Quiet-STaR step runs
+n_thoughts x (t + 2 + n_talk) forward passes over the text, an LM step one: 36x the steps).
 Held-out: 100 direct 3-digit sums: NLL of the answer digits, exact match of the greedy answer (a greedy thought
 before each token), seconds per generated token.
 
@@ -24,8 +25,8 @@ SYSTEMS = {
         f"training.steps={STEPS * N_THOUGHTS * (12 + 2 + N_TALK)}",
     ],
     "Quiet-STaR t=4": ["params.thought_tokens=4"],
-    "Quiet-STaR t=8": ["params.thought_tokens=8"],
     "Quiet-STaR t=12": ["params.thought_tokens=12"],
+    "Quiet-STaR t=12, REINFORCE weight 1": ["params.thought_tokens=12", "params.policy_weight=1"],
 }
 
 
