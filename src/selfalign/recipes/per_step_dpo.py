@@ -56,6 +56,7 @@ class PerStepDpoParams(Strict):
 
 
 PARAMS = PerStepDpoParams
+_MC: dict[str, Literal["hard", "soft"]] = {"best_of_k": "hard", "mean": "soft"}  # value -> mc_step_labels mode
 
 
 def run(loop: Loop) -> None:
@@ -126,6 +127,3 @@ def run(loop: Loop) -> None:
         critical_step_is_last=mean(c == n for c, n in cuts) if cuts else None,
         critical_step_position=mean(c / n for c, n in cuts if n) if cuts else None,
     )
-
-
-_MC: dict[str, Literal["hard", "soft"]] = {"best_of_k": "hard", "mean": "soft"}

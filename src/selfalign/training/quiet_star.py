@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
@@ -44,6 +43,7 @@ from selfalign.batching import IGNORE, Batch, encode_sft, pad_right
 from selfalign.config import TrainingConfig
 from selfalign.models import Policy
 from selfalign.records import atomic_write, atomic_write_text
+from selfalign.training.objectives import token_logprobs
 from selfalign.training.trainer import Records, train_and_save
 
 START, END = "<|startthought|>", "<|endthought|>"
@@ -166,12 +166,12 @@ class QuietStar(nn.Module):
 
 
 def shifted_nll(logits: torch.Tensor, labels: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """NLL [B, L] of labels[i + shift] under logits[i], and its mask (False past the end or on IGNORE)."""
-    target = torch.roll(labels, -shift, dims=1)
-    target[:, labels.shape[1] - shift :] = IGNORE
-    mask = target != IGNORE
-    nll = F.cross_entropy(logits.float().transpose(1, 2), target.clamp(min=0), reduction="none")
-    return nll * mask, mask
+    """NLL [B, L-1] of labels[i + shift] under logits[i] (`token_logprobs`' alignment, which is shift 1), and its
+    mask (False past the end or on IGNORE)."""
+    target = torch.roll(labels, 1 - shift, dims=1)
+    target[:, labels.shape[1] - shift + 1 :] = IGNORE
+    logp, mask = token_logprobs(logits, target)
+    return -logp, mask
 
 
 def quiet_star_loss(
@@ -188,11 +188,12 @@ def quiet_star_loss(
     talk = [shifted_nll(logits, labels, 1 + s) for s, logits in enumerate(mixed_logits)]
     mean = lambda x, m: x.sum() / m.sum().clamp(min=1)  # noqa: E731
     lm = original_weight * mean(base, m0) + (1 - original_weight) * sum(mean(x, m) for x, m in talk) / len(talk)
-    logp_talk = -sum(x for x, _ in talk)  # [B n, L]: log p of the teacher-forced tokens after the thought
+    logp_talk = -sum(x for x, _ in talk)  # [B n, L-1]: log p of the teacher-forced tokens after the thought
     grouped = logp_talk.detach().view(-1, n_thoughts, logp_talk.shape[1])
     reward = (grouped - grouped.mean(1, keepdim=True)).clamp(min=0).view_as(logp_talk) * m0
     if thought_logps.shape[-1]:
-        policy = -(reward[..., None] * thought_logps).sum() / (m0.sum() * thought_logps.shape[-1]).clamp(min=1)
+        scored = thought_logps[:, :-1]  # the last position has no next token, so no reward
+        policy = -(reward[..., None] * scored).sum() / (m0.sum() * scored.shape[-1]).clamp(min=1)
     else:
         policy = logp_talk.new_zeros(())
     return lm + policy_weight * policy, {
@@ -282,13 +283,14 @@ def direct_answer_eval(policy: Policy, path: str | Path, prompts: list[str], ans
         out.append({"prompt": prompts[r], "answer": answers[r], "answer_nll": scored})
     # Greedy answers, prompts of one length together so that the batch grows in lockstep without padding.
     banned = [i for i in (tok.convert_tokens_to_ids(START), tok.convert_tokens_to_ids(END)) if i is not None]
+    encoded = [policy.encode_prompt(p) for p in prompts]
     by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(policy.encode_prompt(p)), []).append(i)
+    for i, e in enumerate(encoded):
+        by_length.setdefault(len(e), []).append(i)
     max_new = max(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers) + 1
     tokens, start = 0, time.perf_counter()
     for idx in by_length.values():
-        ids = torch.tensor([policy.encode_prompt(prompts[i]) for i in idx], device=device)
+        ids = torch.tensor([encoded[i] for i in idx], device=device)
         done = torch.zeros(len(idx), dtype=torch.bool, device=device)
         for _ in range(max_new):
             logits = next_logits(ids, torch.ones_like(ids))[:, -1].float()
@@ -299,7 +301,7 @@ def direct_answer_eval(policy: Policy, path: str | Path, prompts: list[str], ans
             if done.all():
                 break
         for row, i in enumerate(idx):
-            gen = ids[row, len(policy.encode_prompt(prompts[i])) :].tolist()
+            gen = ids[row, len(encoded[i]) :].tolist()
             gen = gen[: gen.index(tok.eos_token_id)] if tok.eos_token_id in gen else gen
             out[i]["generated"] = tok.decode(gen, skip_special_tokens=True)
     seconds_per_token = (time.perf_counter() - start) / max(tokens, 1)
