@@ -33,9 +33,11 @@ from selfalign.scoring.pairing import min_max_pairs
 from selfalign.scoring.verifiers import ProcessScorer
 from selfalign.stepwise import CLASSES, good_steps
 from selfalign.tasks.base import Task
+from selfalign.training.classifier import class_probabilities
 from selfalign.training.quiet_star import direct_answer_eval
 from selfalign.training.registry import TRAINERS
 from selfalign.training.reward import pair_accuracy
+from selfalign.training.trainer import save_checkpoint
 
 
 @dataclass
@@ -191,6 +193,23 @@ class Loop:
         self.run.stage(stage, lambda: {"records": 0, "skipped": "no training records"})
         return init
 
+    def init_model(self, round: int, name: str, make: Callable[[], Policy]) -> str:
+        """Stage `round-XXX/<name>`: a model built from scratch (`make`, its weights drawn from the stage's seed),
+        saved as a checkpoint to train from."""
+        ckpt = self.run.path(round_dir(round), name)
+        stage = f"{round_dir(round)}/{name}"
+
+        def work() -> dict:
+            torch.manual_seed(self.run.seed(stage))
+            model = make()
+            save_checkpoint(model, ckpt)
+            return {"parameters": sum(p.numel() for p in model.model.parameters())}
+
+        self.run.stage(stage, work)
+        if not ckpt.is_dir():
+            raise InputError(ckpt, f"checkpoint of completed stage {stage} is missing; restore it or start anew")
+        return str(ckpt)
+
     # -- pairing and scoring ------------------------------------------------------------------
     def pairs(self, round: int, source: str) -> list[dict]:
         """Stage `round-XXX/pairs`: the task's gold-labelled pairs (`seed`/`all`) or a validated JSONL file."""
@@ -303,6 +322,23 @@ class Loop:
         _, summary = self.run.jsonl_stage(round, "direct_eval", produce)
         metrics = {"round": round, "model": self.model_name(model), "accuracy": {"direct": summary["accuracy"]}}
         return self._record(metrics, {k: summary[k] for k in ("answer_nll", "seconds_per_token")} | extra)
+
+    def classify(self, round: int, name: str, model: str, records: list[dict]) -> tuple[list[dict], float]:
+        """Stage `round-XXX/<name>`: a classifier's P(class 1) for each record (`training.classifier`), kept as the
+        record's `prediction`; returns the rows and the accuracy against the records' own labels."""
+
+        def produce() -> tuple[list[dict], dict]:
+            probs = class_probabilities(self.load("reward", model), records)
+            rows = [{**r, "prediction": p} for r, p in zip(records, probs)]
+            right = sum((r["prediction"] > 0.5) == (r["label"] > 0.5) for r in rows)
+            return rows, {"records": len(rows), "model": self.model_name(model), "accuracy": right / len(rows)}
+
+        rows, summary = self.run.jsonl_stage(round, name, produce)
+        return rows, summary["accuracy"]
+
+    def record(self, round: int, metrics: dict) -> dict:
+        """Add a recipe's own metrics row for `round` (one row per round), as the evaluate stages do."""
+        return self._record({"round": round, **metrics}, {})
 
     def _record(self, metrics: dict, extra: dict) -> dict:
         """Add `extra` to the round's metrics row, replace any earlier row of that round, rewrite metrics.jsonl."""

@@ -307,3 +307,26 @@ def load_stepwise(path: str | Path, label_kind: LabelKind = "binary") -> list[di
     if not records:
         raise InputError(path, "no stepwise records")
     return records
+
+
+def load_weak_labels(path: str | Path, ids: list[str]) -> dict[str, float]:
+    """A weak supervisor's labels, {id, label} per line, label = P(class 1) in [0, 1] (0/1 or true/false for hard
+    labels); exactly one line for each of `ids`, the records the student learns from."""
+    path, wanted, labels = Path(path), set(ids), {}
+    for lineno, rec in iter_jsonl(path, required=("id", "label")):
+        if rec["id"] not in wanted:
+            raise InputError(
+                path, f"no record has id {rec['id']!r} (ids look like {ids[0]!r})", line=lineno, field="id"
+            )
+        if rec["id"] in labels:
+            raise InputError(path, f"id {rec['id']!r} labelled twice", line=lineno, field="id")
+        v = rec["label"]
+        if not isinstance(v, bool) and not (isinstance(v, int | float) and 0 <= v <= 1):
+            msg = f"must be the probability of class 1, in [0, 1] (0 or 1 for a hard label), got {v!r}"
+            raise InputError(path, msg, line=lineno, field="label")
+        labels[rec["id"]] = float(v)
+    if missing := [i for i in ids if i not in labels]:
+        raise InputError(
+            path, f"{len(missing)} of {len(ids)} records have no label (first: {missing[0]!r})", field="id"
+        )
+    return labels

@@ -94,3 +94,10 @@ def annotation_accuracy(pairs: list[dict]) -> float | None:
     """Share of judged pairs whose label gold agrees with (gold ties left out); None when none can be scored."""
     judged = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
     return sum(judged) / len(judged) if judged else None
+
+
+def performance_gap_recovered(weak: float, weak_to_strong: float, ceiling: float) -> float | None:
+    """PGR = (weak-to-strong - weak) / (ceiling - weak) (Burns et al. 2023): 0 = the student only matches its
+    supervisor, 1 = it matches a student trained on ground truth. None when the ceiling is not above the weak
+    supervisor, as the official notebook drops those pairs."""
+    return (weak_to_strong - weak) / (ceiling - weak) if ceiling > weak else None

@@ -19,6 +19,7 @@ RECIPES = (
     "ppo",
     "per_step_dpo",
     "quiet_star",
+    "weak_to_strong",
 )
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from selfalign.errors import InputError
 from selfalign.records import atomic_write_text, iter_jsonl
-from selfalign.report.plots import plot_accuracy, plot_best_of_n, plot_training
+from selfalign.report.plots import plot_accuracy, plot_best_of_n, plot_training, plot_weak_to_strong
 from selfalign.report.tables import SCALARS, columns
 
 
@@ -78,8 +78,24 @@ def training_logs(run_dir: Path) -> dict[str, list[dict]]:
     }
 
 
+def _pgr_table(pgr: dict[str, dict[str, float | None]]) -> str:
+    """{loss: {"teacher>student": PGR or None}} as a table, one row per pair."""
+    losses = list(pgr)
+    head = "<tr><th>teacher &gt; student</th>" + "".join(f"<th>{html.escape(x)}</th>" for x in losses) + "</tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(pair)}</td>"
+        + "".join("<td>{}</td>".format("" if pgr[x].get(pair) is None else f"{pgr[x][pair]:.2f}") for x in losses)
+        + "</tr>"
+        for pair in pgr[losses[0]]
+    )
+    return f"<table>{head}{body}</table>"
+
+
 def _write(run_dir: Path, rows: list[dict]) -> Path:
-    png = plot_accuracy(rows, run_dir / "accuracy.png", title=f"{run_dir.name}: held-out accuracy")
+    if all("weak_to_strong" in r for r in rows):
+        png = plot_weak_to_strong(rows, run_dir / "weak_to_strong.png", title=f"{run_dir.name}: weak-to-strong")
+    else:
+        png = plot_accuracy(rows, run_dir / "accuracy.png", title=f"{run_dir.name}: held-out accuracy")
     training = plot_training(training_logs(run_dir), run_dir / "training.png", title=f"{run_dir.name}: training")
     # config and manifest only decorate the page: an unreadable one is left out, not an error
     config = _text(run_dir / "config.yaml")
@@ -125,6 +141,11 @@ def _write(run_dir: Path, rows: list[dict]) -> Path:
             if aucs:
                 head_row = "<tr><th>verifier</th><th>AUC, correct against incorrect samples</th></tr>"
                 extra += f"<table>{head_row}{aucs}</table>"
+
+    for r in rows:  # weak-to-strong: PGR per teacher > student pair and loss
+        if "pgr" in r:
+            title = html.escape(str(r.get("dataset", r["round"])))
+            extra += f"<h2>Performance gap recovered, {title}</h2>{_pgr_table(r['pgr'])}"
 
     try:
         frozen = yaml.safe_load(config) if config else {}

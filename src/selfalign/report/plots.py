@@ -89,3 +89,35 @@ def plot_training(logs: dict[str, list[dict]], out: str | Path, title: str = "tr
     fig.tight_layout()
     _save(fig, out)
     return out
+
+
+def plot_weak_to_strong(rows: list[dict], out: str | Path, title: str = "weak-to-strong") -> Path:
+    """One panel per task: test accuracy against student size; the ground-truth ceiling, each teacher's students
+    (naive solid, confidence loss dashed), the bootstrapping chain dotted."""
+    out = Path(out)
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 3.8), dpi=110, squeeze=False)
+    styles = {"xent": "-", "logconf": "--"}
+    for ax, r in zip(axes.flat, rows):
+        sizes = r["sizes"]
+        x = {s: i for i, s in enumerate(sizes)}
+        ax.plot(range(len(sizes)), [100 * r["accuracy"][f"ceiling {s}"] for s in sizes], "k-o", label="ground truth")
+        for ci, t in enumerate(sizes[:-1]):
+            for loss, pairs in r["weak_to_strong"].items():
+                pts = [(x[s], 100 * a) for pair, a in pairs.items() for tt, s in [pair.split(">")] if tt == t]
+                pts = [(x[t], 100 * r["accuracy"][f"ceiling {t}"]), *pts]
+                label = f"from {t} ({loss})"
+                ax.plot(*zip(*pts), styles.get(loss, "-"), color=f"C{ci}", marker=".", label=label)
+        for loss, chain in r.get("bootstrap", {}).items():
+            first = f"{sizes[0]}>{sizes[1]}"
+            pts = [(1, 100 * r["weak_to_strong"][loss][first]), *((x[s], 100 * a) for s, a in chain.items())]
+            ax.plot(*zip(*pts), ":", color="grey", marker="x", label=f"bootstrapped ({loss})")
+        ax.set_xticks(range(len(sizes)), sizes, fontsize=7)
+        ax.set_xlabel("student size")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(r.get("dataset", f"round {r['round']}"), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return out

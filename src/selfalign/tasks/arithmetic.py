@@ -62,6 +62,36 @@ def solution_steps(problem: Problem) -> list[str]:
     return steps
 
 
+TAMPER_KINDS = ("copy", "carry", "sum")  # the kinds of the generator's own first errors
+
+
+def tamper(problem: Problem, rng: random.Random, kind: str | None = None) -> tuple[list[str], int, str]:
+    """A gold solution with one subtle error, carried through like a real one: the steps, the wrong step's index
+    and the kind. `copy`: an operand digit replaced by another column's digit of the same operand (the
+    generator's commonest error), the step's sum then right for it; `carry`: the carry-in flipped, the sum right
+    for it; `sum`: a wrong two-digit sum. Later steps take the carry the wrong step implies."""
+    sa, sb, cols = problem.meta["a"], problem.meta["b"], problem.meta["columns"]
+    kind = kind or rng.choice(TAMPER_KINDS)
+    n = len(sa)
+    at = rng.randrange(n)  # in solution order: step `at` is column n - 1 - at
+    col = n - 1 - at
+    if kind == "copy" and len(set(sa)) == 1:
+        kind = "carry"  # every digit of a is the same: no other column's digit differs
+    steps, carry = [], 0
+    for j, i in enumerate(range(n - 1, -1, -1)):
+        da = sa[i]
+        if j == at and kind == "copy":
+            da = rng.choice([sa[k] for k in range(n) if k != col and sa[k] != sa[col]])
+        if j == at and kind == "carry":
+            carry = 1 - carry
+        total = int(da) + int(sb[i]) + carry
+        if j == at and kind == "sum":
+            total = rng.choice([t for t in range(20) if t != total])
+        steps.append(f"{cols[i]}{da}+{cols[i].upper()}{sb[i]}+{carry}={total:02d}")
+        carry = total // 10
+    return steps, at, kind
+
+
 def solution(problem: Problem) -> str:
     return " ".join(solution_steps(problem))
 

@@ -122,3 +122,27 @@ def step_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean PRM loss over labelled step positions: cross-entropy of the per-token class logits [B, T, C]
     against step labels [B, T], which are IGNORE everywhere but the last token of each step (TRL PRMTrainer)."""
     return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+
+
+def confidence_coef(step_frac: float, aux_coef: float = 0.5, warmup_frac: float = 0.1) -> float:
+    """The weight alpha of the student's own hardened predictions at this point of training, as the official code
+    (openai/weak-to-strong `logconf_loss_fn`) computes it: step_frac * aux_coef during the first `warmup_frac` of
+    training, then aux_coef (so it ramps to warmup_frac * aux_coef and jumps)."""
+    return aux_coef * (1.0 if step_frac > warmup_frac else step_frac)
+
+
+def weak_to_strong_loss(logits: torch.Tensor, weak: torch.Tensor, coef: float = 0.0) -> torch.Tensor:
+    """[B] weak-to-strong loss (Burns et al. 2023) on two-class logits [B, 2] and weak soft labels [B, 2].
+
+    coef = 0: cross-entropy against the weak labels (naive fine-tuning). coef > 0: the auxiliary confidence loss
+    CE(f(x), (1 - alpha) f_w(x) + alpha f_t(x)), where f_t is the student's prediction hardened at the threshold
+    t that makes the batch's share of class 1 equal the weak labels' mean (the official code's quantile of
+    P(class 0)), treated as a constant target.
+    """
+    logits, weak = logits.float(), weak.float()
+    if coef:
+        p0 = logits.softmax(-1)[:, 0].detach()
+        t = torch.quantile(p0, weak.mean(0)[1])
+        hard = torch.stack([p0 >= t, p0 < t], dim=1).float()
+        weak = (1 - coef) * weak + coef * hard
+    return F.cross_entropy(logits, weak, reduction="none")

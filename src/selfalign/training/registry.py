@@ -9,6 +9,7 @@
 | `reward` | reward   | prompt, chosen, rejected [, margin/strength] | Bradley-Terry (+ Llama-2 margins)        |
 | `orm`    | reward   | prompt, completion, correct                 | BCE on the last-token logit              |
 | `prm`    | prm      | prompt, completions (steps), labels         | cross-entropy at each step's last token  |
+| `classifier` | reward | prompt, completions (1, or a pair), label | weak-to-strong CE (+ confidence loss)   |
 | `grpo`   | policy   | problem_id, prompt (a `rollout` samples)    | GRPO / RLOO clipped surrogate (+ KL)     |
 | `ppo`    | policy   | problem_id, prompt (a `rollout` samples)    | PPO clipped surrogate + value loss (+ KL) |
 | `quiet_star` | policy | prompt, completion (read as one text)  | Quiet-STaR: LM + mixed LM + REINFORCE     |
@@ -22,6 +23,7 @@ from typing import Any
 
 from selfalign.models import ModelKind
 from selfalign.stepwise import CLASSES
+from selfalign.training.classifier import train_classifier
 from selfalign.training.grpo import train_grpo
 from selfalign.training.orm_prm import train_orm, train_prm
 from selfalign.training.pairwise import train_pairwise
@@ -44,6 +46,7 @@ TRAINERS: dict[str, Trainer] = {
     "pairs": Trainer("policy", train_pairwise, preference=True),
     "reward": Trainer("reward", train_reward),
     "orm": Trainer("reward", train_orm),
+    "classifier": Trainer("reward", train_classifier),
     "grpo": Trainer("policy", train_grpo),
     "ppo": Trainer("policy", train_ppo),
     "quiet_star": Trainer("policy", train_quiet_star),
