@@ -56,6 +56,24 @@ def testbed_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
     return ap
 
 
+def build_pi_sft_arith5(out: Path, seed: int, problems: int = 32, steps: int = 30, lr: float = 1e-3) -> Path:
+    """pi_sft: arith-tiny fine-tuned on gold 5-digit scratchpads of `problems` sums (drawn apart from any recipe's),
+    the generator of configs/per_step_dpo.yaml and configs/prm_active.yaml. Built once; reused if present."""
+    from selfalign.config import ArithmeticTaskConfig, TrainingConfig
+    from selfalign.models import load
+    from selfalign.tasks.arithmetic import ArithmeticTask, solution
+    from selfalign.training.trainer import train_sft
+
+    if (out / "config.json").is_file():
+        return out
+    task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[5], eval_digits=[5], n_train=problems, n_eval=200))
+    records = [{"prompt": q.prompt, "completion": solution(q)} for q in task.train_problems(1000, seed)]
+    torch.manual_seed(seed)
+    policy = load("policy", "builtin:arith-tiny")
+    train_sft(policy, records, TrainingConfig(lr=lr, steps=steps, batch_size=32), out, seed=seed)
+    return out
+
+
 # -- training speed against TRL ------------------------------------------------------------------------------
 
 

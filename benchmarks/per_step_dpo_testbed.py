@@ -23,14 +23,12 @@ import math
 import statistics
 from pathlib import Path
 
-import torch
-from common import run, spread, testbed_parser
+from common import build_pi_sft_arith5, run, spread, testbed_parser
 
 from selfalign.records import read_jsonl
 
 SIZES = [32, 64, 128, 256]  # plain DPO's; per-step DPO adds 512, RFT 512 and 1024
 ALL_SIZES = [*SIZES, 512, 1024]
-SFT_PROBLEMS, SFT_STEPS, SFT_LR = 32, 30, 1e-3
 BETA = 0.1  # configs/per_step_dpo.yaml
 METHODS = {  # label: (run directory prefix, sizes N, config, overrides)
     "per-step DPO": ("perstep", [*SIZES, 512], "per_step_dpo.yaml", []),
@@ -49,23 +47,6 @@ METHODS = {  # label: (run directory prefix, sizes N, config, overrides)
 }
 
 
-def build_sft(out: Path, seed: int) -> Path:
-    """pi_sft: arith-tiny fine-tuned on gold 5-digit scratchpads (problems drawn apart from the recipe's)."""
-    from selfalign.config import ArithmeticTaskConfig, TrainingConfig
-    from selfalign.models import load
-    from selfalign.tasks.arithmetic import ArithmeticTask, solution
-    from selfalign.training.trainer import train_sft
-
-    if (out / "config.json").is_file():
-        return out
-    task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[5], eval_digits=[5], n_train=SFT_PROBLEMS, n_eval=200))
-    records = [{"prompt": q.prompt, "completion": solution(q)} for q in task.train_problems(1000, seed)]
-    torch.manual_seed(seed)
-    policy = load("policy", "builtin:arith-tiny")
-    train_sft(policy, records, TrainingConfig(lr=SFT_LR, steps=SFT_STEPS, batch_size=32), out, seed=seed)
-    return out
-
-
 def multiplier(acc: float, curve: list[tuple[int, float]], n: int) -> float:
     """k such that RFT on k*n problems reaches `acc`, by linear interpolation in log N (inf above the curve, 0
     below it)."""
@@ -80,13 +61,13 @@ def main() -> None:
     ap.add_argument("--sft-only", action="store_true", help="build pi_sft for seed 0 in runs/pi-sft-arith5 and stop")
     args = ap.parse_args()
     if args.sft_only:
-        print(build_sft(Path("runs/pi-sft-arith5"), 0))
+        print(build_pi_sft_arith5(Path("runs/pi-sft-arith5"), 0))
         return
     acc: dict[str, dict[int, list[float]]] = {m: {} for m in METHODS}
     chosen: dict[str, dict[int, list[float]]] = {m: {} for m in METHODS if m != "RFT"}
     base = []
     for s in args.seeds:
-        sft = build_sft(args.out / f"pi-sft-s{s}", s)
+        sft = build_pi_sft_arith5(args.out / f"pi-sft-s{s}", s)
         for method, (name, sizes, config, extra) in METHODS.items():
             for n in sizes:
                 out = args.out / f"{name}-n{n}-s{s}"

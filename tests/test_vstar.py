@@ -9,9 +9,9 @@ import torch
 
 from selfalign.cli import main
 from selfalign.models.prm import load_process_reward_model
-from selfalign.recipes.vstar import checker_step_record, correct_incorrect_pairs
+from selfalign.recipes.vstar import correct_incorrect_pairs
 from selfalign.records import read_jsonl, write_jsonl
-from selfalign.stepwise import step_labels_from_check
+from selfalign.stepwise import checker_step_record, step_labels_from_check
 from selfalign.tasks.arithmetic import ArithmeticTask, make_problem, solution_steps
 from selfalign.training.objectives import outcome_loss, step_loss
 from tests.test_recipes_e2e import run
@@ -133,14 +133,10 @@ def test_checker_step_record_stops_at_the_first_error():
     steps = solution_steps(p)
     bad = [steps[0], steps[1][:-1] + "9", steps[2]]
     check = task.check(p, " ".join(bad))
-    rec = checker_step_record(
-        task, {"prompt": p.prompt, "completion": " ".join(bad), "id": "x", "first_error": check.first_error}
-    )
+    rec = checker_step_record({"prompt": p.prompt, "id": "x", "first_error": check.first_error}, bad)
     assert rec["completions"] == bad[:2] and rec["labels"] == [True, False]
     short = task.check(p, " ".join(steps[:2]))  # stopped early: no wrong step among those written
-    rec = checker_step_record(
-        task, {"prompt": p.prompt, "completion": " ".join(steps[:2]), "id": "y", "first_error": short.first_error}
-    )
+    rec = checker_step_record({"prompt": p.prompt, "id": "y", "first_error": short.first_error}, steps[:2])
     assert rec["labels"] == [True, True]
 
 

@@ -237,30 +237,35 @@ class Loop:
         return self.run.jsonl_stage(round, "pairs", produce)[0]
 
     def score_samples(
-        self, round: int, samples: list[dict], problems: list[Problem], scorers: dict[str, Callable[[], Scorer]]
+        self,
+        round: int,
+        samples: list[dict],
+        problems: list[Problem],
+        scorers: dict[str, Callable[[], Scorer]],
+        name: str = "verifier_scores",
     ) -> list[dict]:
-        """Stage `round-XXX/verifier_scores`: every verifier's score of every sample, a list of step scores
-        for a process verifier. Each verifier is loaded (`scorers[name]()`) only while it scores."""
+        """Stage `round-XXX/<name>`: every verifier's score of every sample, a list of step scores for a process
+        verifier. Each verifier is loaded (`scorers[name]()`) only while it scores."""
 
         def produce() -> tuple[list[dict], dict]:
             by_id = {q.id: q for q in problems}
             qs, completions = [by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples]
             columns = {}
-            for name, make in scorers.items():
+            for verifier, make in scorers.items():
                 scorer = make()
                 process = isinstance(scorer, ProcessScorer)
-                columns[name] = scorer.step_scores(qs, completions) if process else scorer.score(qs, completions)
+                columns[verifier] = scorer.step_scores(qs, completions) if process else scorer.score(qs, completions)
             rows = [
                 {k: r[k] for k in ("id", "problem_id", "answer", "gold", "correct", "first_error")}
                 | {
                     "n_steps": len(self.task.steps(r["completion"])),
-                    "scores": {name: col[i] for name, col in columns.items()},
+                    "scores": {verifier: col[i] for verifier, col in columns.items()},
                 }
                 for i, r in enumerate(samples)
             ]
             return rows, {"samples": len(rows), "verifiers": list(scorers)}
 
-        return self.run.jsonl_stage(round, "verifier_scores", produce)[0]
+        return self.run.jsonl_stage(round, name, produce)[0]
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, round: int, model: str, **extra: Any) -> dict:

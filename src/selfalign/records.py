@@ -185,6 +185,16 @@ def pair_record(prompt: str, chosen: str, rejected: str, **optional: Any) -> dic
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **optional}
 
 
+def outcome_record(sample: dict) -> dict:
+    """An ORM's training record from a graded sample: final-answer correctness."""
+    return {
+        "prompt": sample["prompt"],
+        "completion": sample["completion"],
+        "correct": sample["correct"],
+        "source": sample["id"],
+    }
+
+
 def stepwise_record(prompt: str, steps: list[str], labels: list, source: str | None = None) -> dict:
     return {"prompt": prompt, "completions": steps, "labels": labels, "source": source}
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from selfalign.records import LabelKind, check_label_kind
+from selfalign.records import LabelKind, check_label_kind, stepwise_record
 
 # the value of a correct / the first incorrect step, per label kind
 POSITIVE = {"binary": True, "ternary": 1, "soft": 1.0}
@@ -44,6 +44,13 @@ def step_labels_from_check(n_steps: int, first_error: int | None, label_kind: La
     if first_error is None or first_error == n_steps:
         return [POSITIVE[label_kind]] * n_steps
     return [POSITIVE[label_kind]] * first_error + [NEGATIVE[label_kind]]
+
+
+def checker_step_record(sample: dict, steps: list[str]) -> dict:
+    """A graded sample's stepwise record with the checker's labels, up to and including its first wrong step
+    (PRM800K stops labelling there); `steps` are the sample's completion split by its task."""
+    labels = step_labels_from_check(len(steps), sample["first_error"], "binary")
+    return stepwise_record(sample["prompt"], steps[: len(labels)], labels, sample["id"])
 
 
 def good_steps(labels: Sequence, label_kind: Literal["binary", "ternary"]) -> list[bool]:

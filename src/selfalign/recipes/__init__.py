@@ -20,6 +20,7 @@ RECIPES = (
     "per_step_dpo",
     "quiet_star",
     "weak_to_strong",
+    "prm_active",
 )
 
 

@@ -31,9 +31,9 @@ from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
 from selfalign.filters import first_correct
 from selfalign.loop import Loop
-from selfalign.records import Problem, pair_record, sft_record, stepwise_record
+from selfalign.records import Problem, outcome_record, pair_record, sft_record, stepwise_record
 from selfalign.scoring.factory import ScorerKind
-from selfalign.stepwise import mc_step_labels, step_labels_from_check, step_prefixes
+from selfalign.stepwise import checker_step_record, mc_step_labels, step_prefixes
 from selfalign.tasks.base import Task
 from selfalign.verifier_eval import outcome_verifiers, scorer_factories
 
@@ -97,7 +97,7 @@ def run(loop: Loop) -> None:
         outcomes = [outcome_record(r) for r in d_ver]
         trained["orm"] = ("orm", train_verifier("orm", outcomes, "orm"))
     if "prm" in p.verifiers:
-        records = [checker_step_record(loop.task, r) for r in d_ver]
+        records = [checker_step_record(r, loop.task.steps(r["completion"])) for r in d_ver]
         trained["prm"] = ("prm", train_verifier("prm", records, "prm"))
     if "prm_mc" in p.verifiers:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
@@ -123,22 +123,6 @@ def correct_incorrect_pairs(d_ver: list[dict], per_problem: int, seed: int) -> l
         for chosen, rejected in rng.sample(combos, min(per_problem, len(combos))):
             pairs.append(pair_record(rows[0]["prompt"], chosen, rejected, id=rows[0]["problem_id"]))
     return pairs
-
-
-def outcome_record(sample: dict) -> dict:
-    return {
-        "prompt": sample["prompt"],
-        "completion": sample["completion"],
-        "correct": sample["correct"],
-        "source": sample["id"],
-    }
-
-
-def checker_step_record(task: Task, sample: dict) -> dict:
-    """Stepwise record with the checker's labels, up to and including the first wrong step (PRM800K)."""
-    steps = task.steps(sample["completion"])
-    labels = step_labels_from_check(len(steps), sample["first_error"], "binary")
-    return stepwise_record(sample["prompt"], steps[: len(labels)], labels, sample["id"])
 
 
 def monte_carlo_step_records(

@@ -34,7 +34,7 @@ from selfalign.tasks.base import Task
 
 SUMMARY = "Weak-to-strong generalization: a model ladder, naive / confidence-loss / bootstrapped students, PGR."
 
-Dataset = Literal["arith_check", "letters_rm", "lexicon"]
+Dataset = Literal["arith_check", "letters_rm", "facts"]
 
 
 class Size(Strict):
