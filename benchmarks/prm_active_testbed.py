@@ -10,7 +10,12 @@ last budget, the best-of-N curves of majority vote, the ORM (trained on the whol
 
 from __future__ import annotations
 
+from collections import Counter
+
 from common import build_pi_sft_arith5, markdown_table, run, spread, testbed_parser
+from verifier_fit import error_kind
+
+from selfalign.records import read_jsonl
 
 
 def main() -> None:
@@ -48,6 +53,18 @@ def main() -> None:
     curves = [[m, *(spread([r["best_of_n"][m][k] for r in last]) for k in ks)] for m in methods]
     print("\n" + markdown_table(["selection", *(f"N={k}" for k in ks)], curves))
     print(f"\nORM AUC: {spread([r['verifier_auc']['orm'] for r in last], '{:.3f}')}")
+
+    # what each arm labelled: the kind of each solution's first error
+    rounds = len(runs[0]) - 1
+    kinds = {v: Counter() for v in verifiers}
+    for s in args.seeds:
+        for v in verifiers:
+            for r in read_jsonl(args.out / f"al-s{s}" / f"round-{rounds:03d}" / f"{v}.jsonl"):
+                first = next((i for i, good in enumerate(r["labels"]) if not good), None)
+                kinds[v][error_kind(r["prompt"], r["completions"], first) if first is not None else "no step labelled wrong"] += 1
+    names = sorted({k for c in kinds.values() for k in c}, key=lambda k: -kinds[verifiers[0]][k])
+    share = [[v, *(f"{kinds[v][k] / sum(kinds[v].values()):.1%}" for k in names)] for v in verifiers]
+    print("\nfirst error of the labelled solutions (all seeds)\n" + markdown_table(["PRM", *names], share))
 
 
 if __name__ == "__main__":

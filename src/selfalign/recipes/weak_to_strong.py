@@ -50,16 +50,18 @@ class Size(Strict):
 class WeakToStrongParams(Strict):
     datasets: list[Dataset] = Field(list(w2s.DATASETS), min_length=1, description="tasks (tasks.weak_to_strong)")
     ladder: list[Size] = Field(
-        [Size(hidden=16, layers=1), Size(hidden=32, layers=2), Size(hidden=64, layers=3), Size(hidden=128, layers=4)],
+        [Size(hidden=16, layers=1), Size(hidden=32, layers=2), Size(hidden=64, layers=2), Size(hidden=128, layers=2)],
         min_length=2,
         description="model sizes M_1 < ... < M_n, smallest first",
     )
-    corpus: int = Field(30000, gt=0, description="pretraining texts (a third per domain)")
-    pretrain_steps: int = Field(1500, gt=0, description="LM pretraining steps of every size")
+    corpus: int = Field(30000, gt=0, description="pretraining texts (a quarter per domain)")
+    pretrain_steps: int = Field(2000, gt=0, description="LM pretraining steps of every size")
     pretrain_lr: float = Field(3e-3, gt=0, description="LM pretraining learning rate")
-    n: int = Field(2000, gt=1, description="records in each of half A and half B")
+    n: int = Field(1000, gt=1, description="records in each of half A and half B")
     n_test: int = Field(1000, gt=0, description="test records")
-    epochs: float = Field(2.0, gt=0, description="fine-tuning epochs over a half (official: 2)")
+    epochs: float = Field(
+        8.0, gt=0, description="fine-tuning epochs over a half (official: 2, on far longer pretrained models)"
+    )
     losses: list[Literal["xent", "logconf"]] = Field(
         ["xent", "logconf"], min_length=1, description="student losses: xent = naive, logconf = confidence loss"
     )

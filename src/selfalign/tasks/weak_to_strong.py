@@ -3,14 +3,15 @@
 Every model of the ladder is pretrained (LM objective) on the same corpus, which holds the three domains the
 tasks ask about, so a larger model has more of what a task needs already in its features ("saliency"):
 
-- `arith_check`  is the last step of this partial scratchpad right (a PRM's question)? Gold scratchpads of 3-4
-                 digit sums (`tasks.arithmetic`) cut after a random step, or after a step whose two-digit sum
-                 `tamper` made wrong, half each. The corpus has only correct solutions. (Copied digits and flipped
-                 carries, the generator's own commonest errors, are not learnt at this scale from 1,000 records:
-                 every size stayed at chance.)
+- `arith_check`  is this scratchpad step right? One step of a 3-4 digit sum (`tasks.arithmetic`), as the gold
+                 solution has it or with a wrong two-digit sum (`tamper`), half each. The corpus has worked sums
+                 and, as text on the web judges work, single steps followed by a verdict ("o7+O5+0=13 no"):
+                 the judgement is there to be learnt in pretraining, and a bigger model learns more of it.
+                 (Without the verdicts, whole solutions or single steps, every size stayed at chance: a model
+                 this small does not learn to check sums from 1,000 fine-tuning records.)
 - `letters_rm`   the paper's reward-modelling task, pairwise: which of two responses to a letters prompt has the
                  higher gold reward (`tasks.letters`)? The corpus has prompts with responses of every quality.
-- `facts`        is this fact right? The corpus states a digit for each of 1,000 made-up words ("qzmo=7"); a
+- `facts`        is this fact right? The corpus states a digit for each of 200 made-up words ("qzmo=7"); a
                  record is a fact as stated or with another digit (sciq's question with a distractor). Train and
                  test facts are disjoint, so only what pretraining memorised can answer, and memory grows sharply
                  with model size.
@@ -29,7 +30,7 @@ import string
 from selfalign.tasks import arithmetic, letters
 
 FACTS_SEED, TEST_SEED = 9876, 5432
-N_FACTS, TEST_FACTS = 1000, 300  # the last TEST_FACTS are the test set's
+N_FACTS, TEST_FACTS = 200, 60  # the last TEST_FACTS are the test set's
 WORD_LENGTHS = (4, 6)
 ALPHABET = arithmetic.ALPHABET + letters.ALPHABET
 
@@ -43,14 +44,17 @@ def facts() -> dict[str, str]:
 
 
 def corpus(n: int, seed: int) -> list[dict]:
-    """n pretraining texts, a third from each domain, as prompt-less SFT records."""
+    """n pretraining texts, a quarter from each domain, as prompt-less SFT records."""
     rng, known = random.Random(f"corpus-{seed}"), list(facts().items())
     texts = []
     for i in range(n):
-        if i % 3 == 0:
+        if i % 4 == 0:
             p = arithmetic.make_problem(*arithmetic.random_operands(rng.choice((3, 4)), rng), rng)
             texts.append(f"{p.prompt}{arithmetic.solution(p)}")
-        elif i % 3 == 1:
+        elif i % 4 == 1:
+            step = _arith_check(i, rng)
+            texts.append(f"{step['completions'][0]} {'ok' if step['label'] else 'no'}")
+        elif i % 4 == 2:
             prompt = "".join(sorted(rng.sample(letters.LETTERS, letters.SET_SIZE))) + ":"
             texts.append(prompt + letters.sft_response(prompt, rng))
         else:
@@ -60,13 +64,12 @@ def corpus(n: int, seed: int) -> list[dict]:
 
 def _arith_check(i: int, rng: random.Random) -> dict:
     p = arithmetic.make_problem(*arithmetic.random_operands(rng.choice((3, 4)), rng), rng)
-    correct = rng.random() < 0.5
-    if correct:
-        steps = arithmetic.solution_steps(p)
-        at = rng.randrange(len(steps))
+    if correct := rng.random() < 0.5:
+        step = rng.choice(arithmetic.solution_steps(p))
     else:
         steps, at, _ = arithmetic.tamper(p, rng, "sum")
-    return {"prompt": p.prompt, "completions": [" ".join(steps[: at + 1])], "label": int(correct)}
+        step = steps[at]
+    return {"prompt": "", "completions": [step], "label": int(correct)}
 
 
 def _letters_rm(i: int, rng: random.Random) -> dict:
