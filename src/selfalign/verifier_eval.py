@@ -19,6 +19,7 @@ from selfalign.models import resolve_model_path
 from selfalign.records import Problem, iter_jsonl
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.factory import ScorerKind, build_scorer
+from selfalign.tasks.base import Task
 
 Kind = Literal["orm", "prm", "implicit"]  # the verifier kinds --verifier accepts
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -55,6 +56,14 @@ def read_samples(path: str) -> Samples:
     return Samples(path, rows, list(problems.values()))
 
 
+def selection_set(task: Task, name: str | None, where: str = "<config>", field: str = "params.test") -> str:
+    """The eval set verifiers select on: `name`, or the task's last one."""
+    sets = task.eval_sets()
+    if name is not None and name not in sets:
+        raise InputError(where, f"no eval set '{name}' (have: {', '.join(sets)})", field=field)
+    return name or list(sets)[-1]
+
+
 Factories = dict[str, Callable[[], Scorer]]
 
 
@@ -88,11 +97,8 @@ def verifier_eval(
         label = test or Path(samples.path).stem
         n = min(Counter(r["problem_id"] for r in rows).values())
     else:
-        sets = loop.task.eval_sets()
-        label = test or list(sets)[-1]
-        if label not in sets:
-            raise InputError("<command line>", f"no eval set '{label}' (have: {', '.join(sets)})", field="--set")
-        problems = sets[label]
+        label = selection_set(loop.task, test, "<command line>", "--set")
+        problems = loop.task.eval_sets()[label]
         rows = loop.sample(0, "test_samples", loop.base, problems, n=n, temperature=temperature)
     scored = loop.score_samples(0, rows, problems, scorer_factories(loop, verifiers, reference))
     source = samples.path if samples is not None else "round-000/test_samples.jsonl"

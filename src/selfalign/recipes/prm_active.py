@@ -20,13 +20,12 @@ from typing import Literal
 from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
-from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import prm_score, selection_metrics
 from selfalign.loop import Loop
 from selfalign.records import outcome_record
 from selfalign.stepwise import checker_step_record
 from selfalign.tasks.base import Task
-from selfalign.verifier_eval import scorer_factories
+from selfalign.verifier_eval import scorer_factories, selection_set
 
 SUMMARY = "PRM active learning: label convincing wrong answers (PRM800K) vs random solutions at equal budget."
 Selection = Literal["random", "active"]
@@ -47,9 +46,7 @@ PARAMS = PrmActiveParams
 
 
 def validate(p: PrmActiveParams, task: Task, cfg: RunConfig) -> None:
-    sets = task.eval_sets()
-    if p.test is not None and p.test not in sets:
-        raise InputError("<config>", f"no eval set '{p.test}' (have: {', '.join(sets)})", field="params.test")
+    selection_set(task, p.test)
 
 
 def run(loop: Loop) -> None:
@@ -57,7 +54,7 @@ def run(loop: Loop) -> None:
     generator = loop.base
     problems = loop.task.train_problems(1, loop.cfg.seed)
     pool = loop.sample(0, "pool", generator, problems, n=p.k, filter="none (unlabelled pool)")
-    test = p.test or list(loop.task.eval_sets())[-1]
+    test = selection_set(loop.task, p.test)
     test_problems = loop.task.eval_sets()[test]
     test_samples = loop.sample(0, "test_samples", generator, test_problems, n=p.n)
 

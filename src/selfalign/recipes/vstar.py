@@ -26,7 +26,6 @@ from typing import Literal
 from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
-from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import selection_metrics
 from selfalign.evaluation.metrics import by_problem
 from selfalign.filters import first_correct
@@ -35,7 +34,7 @@ from selfalign.records import Problem, outcome_record, pair_record, sft_record, 
 from selfalign.scoring.factory import ScorerKind
 from selfalign.stepwise import checker_step_record, mc_step_labels, step_prefixes
 from selfalign.tasks.base import Task
-from selfalign.verifier_eval import outcome_verifiers, scorer_factories
+from selfalign.verifier_eval import outcome_verifiers, scorer_factories, selection_set
 
 SUMMARY = "V-STaR: DPO verifier from self-generated correct/incorrect samples, vs ORM, PRM and PRM-MC, best-of-N."
 Verifier = Literal["vstar", "orm", "prm", "prm_mc"]
@@ -62,9 +61,7 @@ PARAMS = VStarParams
 
 
 def validate(p: VStarParams, task: Task, cfg: RunConfig) -> None:
-    sets = task.eval_sets()
-    if p.test is not None and p.test not in sets:
-        raise InputError("<config>", f"no eval set '{p.test}' (have: {', '.join(sets)})", field="params.test")
+    selection_set(task, p.test)
 
 
 def run(loop: Loop) -> None:
@@ -103,7 +100,7 @@ def run(loop: Loop) -> None:
         records = monte_carlo_step_records(loop, T, model, d_ver, by_id, p)
         trained["prm_mc"] = ("prm", train_verifier("prm_mc", records, "prm"))
 
-    test = p.test or list(loop.task.eval_sets())[-1]
+    test = selection_set(loop.task, p.test)
     problems = loop.task.eval_sets()[test]
     samples = loop.sample(T, "test_samples", model, problems, n=p.n, temperature=p.test_temperature)
     scored = loop.score_samples(T, samples, problems, scorer_factories(loop, trained, reference=sft))
