@@ -185,3 +185,13 @@ def test_a_bad_weak_label_file_stops_before_the_run_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{labels}, line 1: field 'id'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_ladder_size_whose_heads_do_not_divide_hidden_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "w2s.yaml"
+    cfg.write_text("recipe: weak_to_strong\n")
+    bad = "params.ladder=[{hidden: 10, layers: 1, heads: 4}, {hidden: 16, layers: 1}]"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run"), bad]) == 2
+    err = capsys.readouterr().err
+    assert "params" in err and "heads (4) must divide hidden (10)" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
