@@ -61,7 +61,9 @@ def main() -> None:
         for v in verifiers:
             for r in read_jsonl(args.out / f"al-s{s}" / f"round-{rounds:03d}" / f"{v}.jsonl"):
                 first = next((i for i, good in enumerate(r["labels"]) if not good), None)
-                kinds[v][error_kind(r["prompt"], r["completions"], first) if first is not None else "no step labelled wrong"] += 1
+                kinds[v][
+                    error_kind(r["prompt"], r["completions"], first) if first is not None else "no step labelled wrong"
+                ] += 1
     names = sorted({k for c in kinds.values() for k in c}, key=lambda k: -kinds[verifiers[0]][k])
     share = [[v, *(f"{kinds[v][k] / sum(kinds[v].values()):.1%}" for k in names)] for v in verifiers]
     print("\nfirst error of the labelled solutions (all seeds)\n" + markdown_table(["PRM", *names], share))
