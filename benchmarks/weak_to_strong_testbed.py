@@ -15,6 +15,7 @@ import statistics
 import torch
 from common import markdown_table, run, spread, testbed_parser
 
+from selfalign.evaluation.metrics import performance_gap_recovered
 from selfalign.models import load
 from selfalign.tasks import weak_to_strong as w2s
 
@@ -45,7 +46,7 @@ def main() -> None:
             cells = [f"{sizes[0]} > {' > '.join(sizes[1:])} (bootstrapped)", spread(gaps)]
             for loss in losses:
                 accs = [r["bootstrap"][loss][sizes[-1]] for r in rows]
-                pgr = [x for a, r in zip(accs, rows) if (x := chain_pgr(a, r)) is not None]
+                pgr = [x for a, r in zip(accs, rows) if (x := chain_pgr(a, r, sizes)) is not None]
                 cells += [spread(accs), spread(pgr, "{:.2f}") if pgr else "-"]
             table.append(cells)
         header = [
@@ -90,10 +91,10 @@ def saliency(model_dir: str) -> dict[str, float]:
     return {"arith_check": verdict / len(steps), "facts": recall / len(facts)}
 
 
-def chain_pgr(accuracy: float, row: dict) -> float | None:
+def chain_pgr(accuracy: float, row: dict, sizes: list[str]) -> float | None:
     """PGR of the chain's last student against the smallest model's supervision and the largest one's ceiling."""
-    weak, ceiling = row["accuracy"][f"ceiling {row['sizes'][0]}"], row["accuracy"][f"ceiling {row['sizes'][-1]}"]
-    return (accuracy - weak) / (ceiling - weak) if ceiling > weak else None
+    weak, ceiling = row["accuracy"][f"ceiling {sizes[0]}"], row["accuracy"][f"ceiling {sizes[-1]}"]
+    return performance_gap_recovered(weak, accuracy, ceiling)
 
 
 if __name__ == "__main__":

@@ -187,9 +187,7 @@ class Loop:
 
         if records:
             self.run.stage(stage, work, all_ranks=True)
-            if not ckpt.is_dir():
-                raise InputError(ckpt, f"checkpoint of completed stage {stage} is missing; restore it or start anew")
-            return str(ckpt)
+            return _checkpoint_of(stage, ckpt)
         self.run.stage(stage, lambda: {"records": 0, "skipped": "no training records"})
         return init
 
@@ -206,9 +204,7 @@ class Loop:
             return {"parameters": sum(p.numel() for p in model.model.parameters())}
 
         self.run.stage(stage, work)
-        if not ckpt.is_dir():
-            raise InputError(ckpt, f"checkpoint of completed stage {stage} is missing; restore it or start anew")
-        return str(ckpt)
+        return _checkpoint_of(stage, ckpt)
 
     # -- pairing and scoring ------------------------------------------------------------------
     def pairs(self, round: int, source: str) -> list[dict]:
@@ -351,6 +347,13 @@ class Loop:
         self.metric_rows = [r for r in self.metric_rows if r["round"] != metrics["round"]] + [metrics]
         self.run.write_metrics(self.metric_rows)
         return metrics
+
+
+def _checkpoint_of(stage: str, ckpt: Path) -> str:
+    """The checkpoint a completed stage saved; a clear error if it has gone since."""
+    if not ckpt.is_dir():
+        raise InputError(ckpt, f"checkpoint of completed stage {stage} is missing; restore it or start anew")
+    return str(ckpt)
 
 
 def load_preference_source(task: Task, source: str) -> tuple[list[dict], Counter]:

@@ -23,6 +23,7 @@ from selfalign.config import RunConfig, Strict
 from selfalign.evaluation.best_of_n import prm_score, selection_metrics
 from selfalign.loop import Loop
 from selfalign.records import outcome_record
+from selfalign.run import round_dir
 from selfalign.stepwise import checker_step_record
 from selfalign.tasks.base import Task
 from selfalign.verifier_eval import scorer_factories, selection_set
@@ -68,13 +69,14 @@ def run(loop: Loop) -> None:
     labelled: dict[str, list[str]] = {s: [] for s in p.selections}
     for t in range(1, p.iterations + 1):
         for s in p.selections:
-            unlabelled = [r for r in pool if r["id"] not in set(labelled[s])]
+            done = set(labelled[s])
+            unlabelled = [r for r in pool if r["id"] not in done]
             if s == "active" and t > 1:
                 scorer = scorer_factories(loop, {"prm": verifiers["prm-active"]}, reference=generator)
                 scored = loop.score_samples(t, unlabelled, problems, scorer, name="pool_scores-active")
                 labelled[s] += convincing_wrong(scored, p.budget)
             else:
-                rng = random.Random(loop.run.seed(f"round-{t:03d}/select-random"))  # both start from one draw
+                rng = random.Random(loop.run.seed(f"{round_dir(t)}/select-random"))  # both start from one draw
                 labelled[s] += [r["id"] for r in rng.sample(unlabelled, min(p.budget, len(unlabelled)))]
             steps = [checker_step_record(by_id[i], loop.task.steps(by_id[i]["completion"])) for i in labelled[s]]
             verifiers[f"prm-{s}"] = ("prm", train(t, f"prm-{s}", steps, "prm"))

@@ -162,7 +162,7 @@ def task_round(loop: Loop, d: int, name: str, lm: dict[str, str]) -> dict:
     external = {}
     if name in p.weak_labels:
         given = load_weak_labels(p.weak_labels[name], [r["id"] for r in half_b])
-        records = [{**r, "label": given[r["id"]]} for r in half_b]
+        records = relabel(half_b, [given[r["id"]] for r in half_b])
         label_acc["file"] = sum((given[r["id"]] > 0.5) == (r["label"] > 0.5) for r in half_b) / len(half_b)
         for s in sizes:
             external[f"file>{s}"] = fit(lm[s], records, f"file-to-{s}")[1]

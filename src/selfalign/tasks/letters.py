@@ -33,6 +33,10 @@ def gold_reward(prompt: str, response: str) -> float:
     return sum(c in allowed for c in response) / len(response) if response else 0.0
 
 
+def random_prompt(rng: random.Random) -> str:
+    return "".join(sorted(rng.sample(LETTERS, SET_SIZE))) + ":"
+
+
 def sft_response(prompt: str, rng: random.Random) -> str:
     allowed = prompt.rstrip(":")
     others = [c for c in LETTERS if c not in allowed]
@@ -78,7 +82,7 @@ class LettersTask(Task):
 
     @staticmethod
     def _prompts(n: int, rng: random.Random) -> list[str]:
-        return ["".join(sorted(rng.sample(LETTERS, SET_SIZE))) + ":" for _ in range(n)]
+        return [random_prompt(rng) for _ in range(n)]
 
     def gold_pairs(self, which: str) -> list[dict]:
         """Gold-labelled pairs: `seed` for the labelled seed prompts, `all` for the whole pool."""

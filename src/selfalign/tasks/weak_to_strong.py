@@ -55,7 +55,7 @@ def corpus(n: int, seed: int) -> list[dict]:
             step = _arith_check(i, rng)
             texts.append(f"{step['completions'][0]} {'ok' if step['label'] else 'no'}")
         elif i % 4 == 2:
-            prompt = "".join(sorted(rng.sample(letters.LETTERS, letters.SET_SIZE))) + ":"
+            prompt = letters.random_prompt(rng)
             texts.append(prompt + letters.sft_response(prompt, rng))
         else:
             texts.append(" ".join(f"{w}={d}" for w, d in rng.choices(known, k=4)))
@@ -73,7 +73,7 @@ def _arith_check(i: int, rng: random.Random) -> dict:
 
 
 def _letters_rm(i: int, rng: random.Random) -> dict:
-    prompt = "".join(sorted(rng.sample(letters.LETTERS, letters.SET_SIZE))) + ":"
+    prompt = letters.random_prompt(rng)
     pair = letters.gold_pair(prompt, rng)
     first = rng.random() < 0.5
     texts = [pair["chosen"], pair["rejected"]] if first else [pair["rejected"], pair["chosen"]]
