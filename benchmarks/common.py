@@ -74,6 +74,16 @@ def build_pi_sft_arith5(out: Path, seed: int, problems: int = 32, steps: int = 3
     return out
 
 
+def pi_sft_runs(config: str, out: Path, name: str, seeds: list[int], overrides: list[str]) -> list[list[dict]]:
+    """One run of `config` per seed in out/<name>-s<seed>, each from its own pi_sft (`build_pi_sft_arith5` with that
+    seed); their metrics rows."""
+    runs = []
+    for s in seeds:
+        model = build_pi_sft_arith5(out / f"pi-sft-s{s}", s)
+        runs.append(run(config, out / f"{name}-s{s}", s, [f"model.path={model}", *overrides]))
+    return runs
+
+
 # -- training speed against TRL ------------------------------------------------------------------------------
 
 

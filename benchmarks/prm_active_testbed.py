@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from common import build_pi_sft_arith5, markdown_table, run, spread, testbed_parser
+from common import markdown_table, pi_sft_runs, spread, testbed_parser
 from verifier_fit import error_kind
 
 from selfalign.records import read_jsonl
@@ -22,10 +22,7 @@ def main() -> None:
     ap = testbed_parser(__doc__, "runs/bench-prm-active")
     ap.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. params.budget=100")
     args = ap.parse_args()
-    runs = []
-    for s in args.seeds:
-        generator = build_pi_sft_arith5(args.out / f"pi-sft-s{s}", s)
-        runs.append(run("prm_active.yaml", args.out / f"al-s{s}", s, [f"model.path={generator}", *args.overrides]))
+    runs = pi_sft_runs("prm_active.yaml", args.out, "al", args.seeds, args.overrides)
     n = max(int(k) for k in runs[0][0]["best_of_n"]["majority vote"])
     verifiers = list(runs[0][-1]["prm_quality"])
 

@@ -43,3 +43,11 @@ def test_accuracy_by_difficulty_sorts_numerically():
     rows = [{"difficulty": d, "correct": c} for d, c in [(10, True), (2, False), (2, True), (10, True)]]
     assert accuracy_by_difficulty(rows) == {"2": 0.5, "10": 1.0}
     assert list(accuracy_by_difficulty(rows)) == ["2", "10"]
+
+
+def test_ranking_accuracy_counts_pairs_with_different_truth_and_half_for_ties():
+    from selfalign.evaluation.metrics import ranking_accuracy
+
+    assert ranking_accuracy([([1, 0, 0], [0.9, 0.1, 0.5])]) == 1.0  # the 0-0 pair does not count
+    assert ranking_accuracy([([1, 0], [0.1, 0.9]), ([2, 1], [0.3, 0.3])]) == 0.25
+    assert ranking_accuracy([([1, 1], [0.0, 1.0])]) is None

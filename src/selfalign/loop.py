@@ -97,20 +97,64 @@ class Loop:
         )
 
         def produce() -> tuple[list[dict], dict]:
-            sampler = make_sampler(s.backend, self.load("policy", model), s.batch_size)
-            gens = sampler.generate(prompts or [p.prompt for p in problems], params, desc=stage, prefills=prefills)
-            prov = self.run.provenance(
-                round,
-                self.model_name(model),
-                stage=stage,
-                sampler={"backend": s.backend, **params.as_dict()},
-                scorer=f"checker:{self.task.name}",
-                filter=filter,
-            )
+            gens, prov = self._generate(round, stage, model, prompts or [p.prompt for p in problems], params, prefills)
+            prov |= {"scorer": f"checker:{self.task.name}", "filter": filter}
             records = [self._graded(problems[g.prompt_index], g, prov, prompts is not None, prefills) for g in gens]
             return records, {"records": len(records), "correct": sum(r["correct"] for r in records)}
 
         return self.run.jsonl_stage(round, name, produce)[0]
+
+    def generate(
+        self,
+        round: int,
+        name: str,
+        model: str,
+        sources: list[str],
+        prompts: list[str],
+        n: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        prefills: list[str] | None = None,
+    ) -> list[dict]:
+        """Stage `round-XXX/<name>`: n ungraded responses to each free-form prompt (a critique, a refinement),
+        `sources[i]` naming what prompt i is about; the recipe grades them. With `prefills`, the response is
+        prefill + continuation."""
+        stage = f"{round_dir(round)}/{name}"
+        s = self.cfg.sampling
+        params = SamplingParams(
+            n=n,
+            temperature=temperature,
+            top_p=s.top_p,
+            max_new_tokens=max_new_tokens or s.max_new_tokens,
+            seed=self.run.seed(stage),
+        )
+
+        def produce() -> tuple[list[dict], dict]:
+            gens, prov = self._generate(round, stage, model, prompts, params, prefills)
+            records = [
+                {
+                    "id": f"{sources[g.prompt_index]}#{g.sample_index}",
+                    "source": sources[g.prompt_index],
+                    "prompt": prompts[g.prompt_index],
+                    "completion": (prefills[g.prompt_index] if prefills else "") + g.text,
+                    "n_tokens": g.n_tokens,
+                    "finished": g.finished,
+                    "provenance": prov,
+                }
+                for g in gens
+            ]
+            return records, {"records": len(records)}
+
+        return self.run.jsonl_stage(round, name, produce)[0]
+
+    def _generate(
+        self, round: int, stage: str, model: str, prompts: list[str], params: SamplingParams, prefills: list[str] | None
+    ) -> tuple[list[Generation], dict]:
+        s = self.cfg.sampling
+        sampler = make_sampler(s.backend, self.load("policy", model), s.batch_size)
+        gens = sampler.generate(prompts, params, desc=stage, prefills=prefills)
+        sampling = {"backend": s.backend, **params.as_dict()}
+        return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)
 
     def _graded(
         self, problem: Problem, g: Generation, provenance: dict, hinted: bool, prefills: list[str] | None
@@ -231,6 +275,15 @@ class Loop:
             return pairs, {"pairs": len(pairs), "judge": scorer.name, "annotation_accuracy": annotation_accuracy(pairs)}
 
         return self.run.jsonl_stage(round, "pairs", produce)[0]
+
+    def rewards(self, round: int, name: str, model: str, prompts: list[str], completions: list[str]) -> list[float]:
+        """Stage `round-XXX/<name>`: a reward model's score of each (prompt, completion)."""
+
+        def produce() -> tuple[list[dict], dict]:
+            rewards = self.load("reward", model).rewards(prompts, completions, self.cfg.sampling.batch_size)
+            return [{"reward": r} for r in rewards], {"records": len(rewards), "model": self.model_name(model)}
+
+        return [r["reward"] for r in self.run.jsonl_stage(round, name, produce)[0]]
 
     def score_samples(
         self,

@@ -101,3 +101,17 @@ def performance_gap_recovered(weak: float, weak_to_strong: float, ceiling: float
     supervisor, 1 = it matches a student trained on ground truth. None when the ceiling is not above the weak
     supervisor, as the official notebook drops those pairs."""
     return (weak_to_strong - weak) / (ceiling - weak) if ceiling > weak else None
+
+
+def ranking_accuracy(groups: Iterable[tuple[Sequence[float], Sequence[float]]]) -> float | None:
+    """How often a scorer orders two candidates of one group as the ground truth does: over every pair of candidates
+    whose true values differ, the share where the scores agree (a tie counts half). Each group is (truth, scores)."""
+    right, total = 0.0, 0
+    for truth, scores in groups:
+        for i in range(len(truth)):
+            for j in range(i + 1, len(truth)):
+                if truth[i] != truth[j]:
+                    total += 1
+                    agree = (truth[i] - truth[j]) * (scores[i] - scores[j])
+                    right += 1.0 if agree > 0 else 0.5 if scores[i] == scores[j] else 0.0
+    return right / total if total else None

@@ -21,6 +21,7 @@ RECIPES = (
     "quiet_star",
     "weak_to_strong",
     "prm_active",
+    "critique",
 )
 
 

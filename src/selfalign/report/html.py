@@ -11,7 +11,7 @@ import yaml
 
 from selfalign.errors import InputError
 from selfalign.records import atomic_write_text, iter_jsonl
-from selfalign.report.plots import plot_accuracy, plot_best_of_n, plot_training, plot_weak_to_strong
+from selfalign.report.plots import plot_accuracy, plot_best_of_n, plot_critics, plot_training, plot_weak_to_strong
 from selfalign.report.tables import SCALARS, columns
 
 
@@ -91,6 +91,14 @@ def _pgr_table(pgr: dict[str, dict[str, float | None]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _scalar_table(values: dict[str, float | None]) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{'' if v is None else f'{100 * v:.1f}%'}</td></tr>"
+        for k, v in values.items()
+    )
+    return f"<table>{body}</table>"
+
+
 def _write(run_dir: Path, rows: list[dict]) -> Path:
     if all("weak_to_strong" in r for r in rows):
         png = plot_weak_to_strong(rows, run_dir / "weak_to_strong.png", title=f"{run_dir.name}: weak-to-strong")
@@ -141,6 +149,14 @@ def _write(run_dir: Path, rows: list[dict]) -> Path:
             if aucs:
                 head_row = "<tr><th>verifier</th><th>AUC, correct against incorrect samples</th></tr>"
                 extra += f"<table>{head_row}{aucs}</table>"
+
+    for r in rows:  # critics: the comprehensiveness-hallucination plane, then the scalar results
+        if "fsbs" in r:
+            png_c = plot_critics(r, run_dir / "critics.png", title=f"{run_dir.name}: critics")
+            extra += '<h2>Critics</h2><img src="data:image/png;base64,'
+            extra += base64.b64encode(png_c.read_bytes()).decode() + '" alt="comprehensiveness against hallucination">'
+            for part in ("critiqueability", "gdc", "refinement", "assisted", "rm_ranking_accuracy"):
+                extra += f"<h3>{part}</h3>{_scalar_table(r.get(part, {}))}"
 
     for r in rows:  # weak-to-strong: PGR per teacher > student pair and loss
         if "pgr" in r:

@@ -121,3 +121,35 @@ def plot_weak_to_strong(rows: list[dict], out: str | Path, title: str = "weak-to
     fig.tight_layout()
     _save(fig, out)
     return out
+
+
+def plot_critics(row: dict, out: str | Path, title: str = "critics") -> Path:
+    """One panel per test set: comprehensiveness against the share of critiques with a hallucinated highlight, for
+    each critic's single sample and best-of-N by the critic RM, and FSBS's curve over the length modifiers."""
+    out = Path(out)
+    sets = sorted({k.rsplit(" ", 1)[1] for k in row["fsbs"]})
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.8 * len(sets), 4), dpi=110, squeeze=False)
+    for ax, s in zip(axes.flat, sets):
+        for ci, critic in enumerate(sorted({k.split(" ", 1)[0] for k in row["fsbs"]})):
+            curve = row["fsbs"][f"{critic} {s}"]
+            xs = [100 * m["hallucination"] for m in curve.values()]
+            ys = [100 * m["comprehensive"] for m in curve.values()]
+            ax.plot(xs, ys, "-o", color=f"C{ci}", label=f"{critic} + FSBS")
+            for mod, x, y in zip(curve, xs, ys):
+                ax.annotate(mod, (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
+            best = [k for k in row["critics"] if k.startswith(f"{critic} best-of-") and k.endswith(f" {s}")]
+            largest = max(best, key=lambda k: int(k.split("-")[-1].split()[0]), default=None)
+            for key, marker in ((f"{critic} {s}", "s"), (largest, "^")):
+                if key in row["critics"]:
+                    m = row["critics"][key]
+                    label = key.removesuffix(f" {s}")
+                    ax.plot(100 * m["hallucination"], 100 * m["comprehensive"], marker, color=f"C{ci}", label=label)
+        ax.set_xlabel("critiques with a hallucinated highlight (%)")
+        ax.set_ylabel("comprehensive (%)")
+        ax.set_title(f"{s} bugs", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return out
