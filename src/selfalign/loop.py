@@ -79,13 +79,16 @@ class Loop:
         temperature: float | None = None,
         filter: str = "none",
         prefills: list[str] | None = None,
+        hinted: bool | None = None,
     ) -> list[dict]:
         """Stage `round-XXX/<name>`: n samples per problem, graded by the task checker.
 
         `prompts` overrides what the model sees (e.g. STaR's hinted prompts); records always keep
-        the problem's own prompt, so a rationale is saved as if no hint had been given. `prefills`
-        forces each response's start; the graded completion is prefill + continuation.
+        the problem's own prompt, so a rationale is saved as if no hint had been given, and are marked `hinted`
+        (unless `hinted=False`: an instruction that gives nothing away, as HIR's). `prefills` forces each
+        response's start; the graded completion is prefill + continuation.
         """
+        hinted = prompts is not None if hinted is None else hinted
         stage = f"{round_dir(round)}/{name}"
         s = self.cfg.sampling
         params = SamplingParams(
@@ -99,7 +102,7 @@ class Loop:
         def produce() -> tuple[list[dict], dict]:
             gens, prov = self._generate(round, stage, model, prompts or [p.prompt for p in problems], params, prefills)
             prov |= {"scorer": f"checker:{self.task.name}", "filter": filter}
-            records = [self._graded(problems[g.prompt_index], g, prov, prompts is not None, prefills) for g in gens]
+            records = [self._graded(problems[g.prompt_index], g, prov, hinted, prefills) for g in gens]
             return records, {"records": len(records), "correct": sum(r["correct"] for r in records)}
 
         return self.run.jsonl_stage(round, name, produce)[0]
@@ -317,12 +320,16 @@ class Loop:
         return self.run.jsonl_stage(round, name, produce)[0]
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, round: int, model: str, **extra: Any) -> dict:
-        """Stage `round-XXX/eval` on the held-out sets; returns the round's metrics row."""
+    def evaluate(self, round: int, model: str, prompt: Callable[[Problem], str] | None = None, **extra: Any) -> dict:
+        """Stage `round-XXX/eval` on the held-out sets; returns the round's metrics row. `prompt` makes what the
+        model sees from each problem (e.g. with HIR's instruction); its own prompt by default."""
         e = self.cfg.eval
         sets = self.task.eval_sets()
         problems = [p for ps in sets.values() for p in ps]
-        rows = self.sample(round, "eval", model, problems, n=e.k, temperature=e.temperature)
+        prompts = None if prompt is None else [prompt(p) for p in problems]
+        rows = self.sample(
+            round, "eval", model, problems, prompts=prompts, n=e.k, temperature=e.temperature, hinted=False
+        )
         baseline = read_jsonl(self.run.path(round_dir(0), "eval.jsonl")) if round > 0 and self.task.graded else None
         metrics = policy_metrics(rows, sets, e.k, self.task.graded, baseline) | self.task.eval_metrics(rows)
         return self._record({"round": round, "model": self.model_name(model), **metrics}, extra)

@@ -22,6 +22,7 @@ RECIPES = (
     "weak_to_strong",
     "prm_active",
     "critique",
+    "hir",
 )
 
 

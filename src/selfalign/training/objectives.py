@@ -146,3 +146,45 @@ def weak_to_strong_loss(logits: torch.Tensor, weak: torch.Tensor, coef: float = 
         hard = torch.stack([p0 >= t, p0 < t], dim=1).float()
         weak = (1 - coef) * weak + coef * hard
     return F.cross_entropy(logits, weak, reduction="none")
+
+
+def _token_terms(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3]: log p(label), the mean log-prob over the vocabulary, and the entropy, per position."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    label = torch.gather(logp, 2, labels.unsqueeze(-1)).squeeze(-1)
+    return torch.stack([label, logp.mean(-1), -(logp.exp() * logp).sum(-1)], dim=-1)
+
+
+def hir_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    negative_logits: torch.Tensor,
+    negative_labels: torch.Tensor,
+    epsilon: float = 0.2,
+    entropy_coef: float = 1e-3,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """HIR (Zhang et al. 2023) as the official offline trainer computes it (tianjunz/HIR `offline_trainer.py`).
+
+    logits [B, T, V] and labels [B, T]: the output under its hindsight instruction, labels marking the
+    (sub-)output being learned, aligned as the model returns them; negative_*: the same output under the opposite
+    instruction.
+
+        L = (1 - eps) NLL + eps * mean_v(-log p_v)                      (HF LabelSmoother, eps = 0.2)
+            + (1 - eps) [-log P+/(P+ + P-)] + eps [-log P-/(P+ + P-)]   (P = exp(mean token log-lik) per output)
+            - 0.001 * mean entropy
+    The official code runs one output per device (its contrastive term is that output's); here it is the batch
+    mean. Chunked over positions like `token_logprobs`, recomputed in the backward pass."""
+    pos_logits, pos_labels = logits[:, :-1], labels[:, 1:]
+    mask = (pos_labels != IGNORE).float()
+    active = mask.sum().clamp(min=1)
+    n = max(1, CHUNK_ELEMENTS // (pos_logits.shape[0] * pos_logits.shape[2]))
+    chunks = zip(pos_logits.split(n, dim=1), pos_labels.clamp(min=0).split(n, dim=1))
+    pos = torch.cat([checkpoint(_token_terms, a, b, use_reentrant=False) for a, b in chunks], dim=1) * mask[..., None]
+    neg, neg_mask = token_logprobs(negative_logits, negative_labels)
+    nll, smooth, entropy = (-pos[..., 0].sum() / active, -pos[..., 1].sum() / active, pos[..., 2].sum() / active)
+    p_pos = (pos[..., 0].sum(-1) / mask.sum(-1).clamp(min=1)).exp()
+    p_neg = (neg.sum(-1) / neg_mask.sum(-1).clamp(min=1)).exp()
+    contrast = (1 - epsilon) * -torch.log(p_pos / (p_pos + p_neg) + 1e-8)
+    contrast = contrast + epsilon * -torch.log(p_neg / (p_pos + p_neg) + 1e-8)
+    loss = (1 - epsilon) * nll + epsilon * smooth + contrast.mean() - entropy_coef * entropy
+    return loss, {"nll": nll.detach(), "contrast": contrast.mean().detach(), "entropy": entropy.detach()}

@@ -13,6 +13,7 @@
 | `grpo`   | policy   | problem_id, prompt (a `rollout` samples)    | GRPO / RLOO clipped surrogate (+ KL)     |
 | `ppo`    | policy   | problem_id, prompt (a `rollout` samples)    | PPO clipped surrogate + value loss (+ KL) |
 | `quiet_star` | policy | prompt, completion (read as one text)  | Quiet-STaR: LM + mixed LM + REINFORCE     |
+| `hir`    | policy   | prompt, negative_prompt, completion         | HIR: smoothed NLL + contrastive + entropy |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from selfalign.models import ModelKind
 from selfalign.stepwise import CLASSES
 from selfalign.training.classifier import train_classifier
 from selfalign.training.grpo import train_grpo
+from selfalign.training.hir import train_hir
 from selfalign.training.orm_prm import train_orm, train_prm
 from selfalign.training.pairwise import train_pairwise
 from selfalign.training.ppo import train_ppo
@@ -50,5 +52,6 @@ TRAINERS: dict[str, Trainer] = {
     "grpo": Trainer("policy", train_grpo),
     "ppo": Trainer("policy", train_ppo),
     "quiet_star": Trainer("policy", train_quiet_star),
+    "hir": Trainer("policy", train_hir),
     "prm": Trainer("prm", train_prm, load_options=lambda o: {"num_labels": CLASSES[o.get("label_kind", "binary")]}),
 }

@@ -1,0 +1,72 @@
+"""HIR (Zhang et al. 2023, The Wisdom of Hindsight Makes Language Models Better Instruction Followers): learn from
+every sample, the failures too, by relabelling the instruction to the one the output did follow.
+
+    instructions q+ = `correct`, q- = `wrong` (the official "Solve question with correct answer." and its opposite,
+    in the testbed's alphabet), written before the prompt
+    for t = 1..T:
+        D_t = n samples per training prompt from pi_{t-1} under q+                  (online phase, T = 1.0)
+        relabel: a correct output keeps q+ (its negative q-); a wrong one gets q- (its negative q+)
+        pi_t = pi_{t-1} trained on D_t with the HIR loss: label-smoothed NLL, a contrastive term against the
+               negative instruction and an entropy bonus, on random sub-outputs    (offline phase, `training.hir`)
+        evaluate pi_t under q+
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from selfalign.config import RunConfig, Strict
+from selfalign.errors import InputError
+from selfalign.loop import Loop
+from selfalign.records import Problem
+from selfalign.tasks.arithmetic import ArithmeticTask
+from selfalign.tasks.base import Task
+
+SUMMARY = "HIR: hindsight instruction relabelling, every sample trained under the instruction it followed."
+
+
+class HirParams(Strict):
+    rounds: int = Field(3, gt=0, description="online/offline iterations (the official run uses 30)")
+    n: int = Field(1, gt=0, description="samples per training prompt and round (the official sample_size is 1)")
+    correct: str = Field("correct", min_length=1, description="instruction q+ (the official: solve correctly)")
+    wrong: str = Field("wrong", min_length=1, description="instruction q- (the official: solve with a wrong answer)")
+    epsilon: float = Field(0.2, ge=0, lt=1, description="label smoothing and contrastive weight eps (official 0.2)")
+    entropy_coef: float = Field(1e-3, ge=0, description="entropy bonus weight (official 0.001)")
+    sub_outputs: bool = Field(True, description="train on a random span of each output (official)")
+
+
+PARAMS = HirParams
+
+
+def validate(p: HirParams, task: Task, cfg: RunConfig) -> None:
+    if not isinstance(task, ArithmeticTask):
+        raise InputError("<config>", "hir relabels arithmetic outputs (correct / wrong) only", field="task.name")
+
+
+def run(loop: Loop) -> None:
+    p: HirParams = loop.params
+
+    def instructed(q: Problem, instruction: str = p.correct) -> str:
+        return f"{instruction} {q.prompt}"
+
+    model = loop.base
+    loop.evaluate(0, model, prompt=instructed)
+    for t in range(1, p.rounds + 1):
+        problems = loop.task.train_problems(t, loop.cfg.seed)
+        samples = loop.sample(
+            t, "samples", model, problems, prompts=[instructed(q) for q in problems], n=p.n, hinted=False
+        )
+        by_id = {q.id: q for q in problems}
+        data = [
+            {
+                "prompt": instructed(by_id[r["problem_id"]], p.correct if r["correct"] else p.wrong),
+                "negative_prompt": instructed(by_id[r["problem_id"]], p.wrong if r["correct"] else p.correct),
+                "completion": r["completion"],
+                "source": r["id"],
+            }
+            for r in samples
+        ]
+        options = {"epsilon": p.epsilon, "entropy_coef": p.entropy_coef, "sub_outputs": p.sub_outputs}
+        model = loop.train(t, model, data, trainer="hir", **options)
+        correct = sum(r["correct"] for r in samples)
+        loop.evaluate(t, model, prompt=instructed, train_records=len(data), relabelled_wrong=len(data) - correct)
