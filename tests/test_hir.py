@@ -93,8 +93,10 @@ def test_hir_recipe_end_to_end(tmp_path):
     samples = {r["id"]: r for r in read_jsonl(out / "round-001" / "samples.jsonl")}
     for r in train:  # every sample is kept, under the instruction it followed
         correct = samples[r["source"]]["correct"]
-        assert r["prompt"].startswith("correct " if correct else "wrong ")
-        assert r["negative_prompt"].startswith("wrong " if correct else "correct ")
+        plain = samples[r["source"]]["prompt"]
+        assert (r["prompt"], r["negative_prompt"]) == (
+            (plain, f"wrong {plain}") if correct else (f"wrong {plain}", plain)
+        )
     evals = read_jsonl(out / "round-002" / "eval.jsonl")
     assert all(not r["hinted"] for r in evals)
     assert main([*args, "--resume"]) == 0

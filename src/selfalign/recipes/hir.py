@@ -1,8 +1,10 @@
 """HIR (Zhang et al. 2023, The Wisdom of Hindsight Makes Language Models Better Instruction Followers): learn from
 every sample, the failures too, by relabelling the instruction to the one the output did follow.
 
-    instructions q+ = `correct`, q- = `wrong` (the official "Solve question with correct answer." and its opposite,
-    in the testbed's alphabet), written before the prompt
+    instructions q+ and q- (the official "Solve question with correct answer." and its opposite), written before the
+    prompt: by default q+ is none (the plain prompt) and q- is `wrong`, because a model trained from scratch has
+    never seen an instruction, and one it does not understand costs it its answers (a `correct ` prefix takes
+    pi_sft from 26% to 0% on 5-digit sums) where the official FLAN-T5 follows them
     for t = 1..T:
         D_t = n samples per training prompt from pi_{t-1} under q+                  (online phase, T = 1.0)
         relabel: a correct output keeps q+ (its negative q-); a wrong one gets q- (its negative q+)
@@ -28,7 +30,11 @@ SUMMARY = "HIR: hindsight instruction relabelling, every sample trained under th
 class HirParams(Strict):
     rounds: int = Field(3, gt=0, description="online/offline iterations (the official run uses 30)")
     n: int = Field(1, gt=0, description="samples per training prompt and round (the official sample_size is 1)")
-    correct: str = Field("correct", min_length=1, description="instruction q+ (the official: solve correctly)")
+    correct: str = Field(
+        "",
+        description="instruction q+ (the official: solve correctly); '' keeps the plain prompt, which a model that "
+        "never saw an instruction still answers",
+    )
     wrong: str = Field("wrong", min_length=1, description="instruction q- (the official: solve with a wrong answer)")
     epsilon: float = Field(0.2, ge=0, lt=1, description="label smoothing and contrastive weight eps (official 0.2)")
     entropy_coef: float = Field(1e-3, ge=0, description="entropy bonus weight (official 0.001)")
@@ -47,7 +53,7 @@ def run(loop: Loop) -> None:
     p: HirParams = loop.params
 
     def instructed(q: Problem, instruction: str = p.correct) -> str:
-        return f"{instruction} {q.prompt}"
+        return f"{instruction} {q.prompt}" if instruction else q.prompt
 
     model = loop.base
     loop.evaluate(0, model, prompt=instructed)
