@@ -100,3 +100,14 @@ def test_hir_recipe_end_to_end(tmp_path):
     evals = read_jsonl(out / "round-002" / "eval.jsonl")
     assert all(not r["hinted"] for r in evals)
     assert main([*args, "--resume"]) == 0
+
+
+def test_label_smoothing_can_be_set_apart_from_the_contrastive_weight():
+    gen = torch.Generator().manual_seed(2)
+    out = torch.tensor([1, 2, 3])
+    (pos, pl), (neg, nl) = causal(2, out, 7, gen), causal(2, out, 7, gen)
+    official_loss, _ = hir_loss(pos, pl, neg, nl)
+    assert hir_loss(pos, pl, neg, nl, label_smoothing=0.2)[0].item() == official_loss.item()
+    plain, m = hir_loss(pos, pl, neg, nl, label_smoothing=0.0)
+    expected = m["nll"] + m["contrast"] - 1e-3 * m["entropy"]
+    assert plain.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -38,6 +38,9 @@ class HirParams(Strict):
     wrong: str = Field("wrong", min_length=1, description="instruction q- (the official: solve with a wrong answer)")
     epsilon: float = Field(0.2, ge=0, lt=1, description="label smoothing and contrastive weight eps (official 0.2)")
     entropy_coef: float = Field(1e-3, ge=0, description="entropy bonus weight (official 0.001)")
+    label_smoothing: float | None = Field(
+        None, ge=0, lt=1, description="label smoothing of the NLL term (default: epsilon, as the official code)"
+    )
     sub_outputs: bool = Field(True, description="train on a random span of each output (official)")
 
 
@@ -73,6 +76,7 @@ def run(loop: Loop) -> None:
             for r in samples
         ]
         options = {"epsilon": p.epsilon, "entropy_coef": p.entropy_coef, "sub_outputs": p.sub_outputs}
+        options["label_smoothing"] = p.label_smoothing
         model = loop.train(t, model, data, trainer="hir", **options)
         correct = sum(r["correct"] for r in samples)
         loop.evaluate(t, model, prompt=instructed, train_records=len(data), relabelled_wrong=len(data) - correct)

@@ -52,6 +52,7 @@ def train_hir(
     sub_outputs: bool = True,
     epsilon: float = 0.2,
     entropy_coef: float = 1e-3,
+    label_smoothing: float | None = None,
 ) -> list[dict]:
     """Train on hindsight-relabelled records with `objectives.hir_loss`; save like `train_sft`."""
     data = [
@@ -75,7 +76,7 @@ def train_hir(
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         pos, neg = model(**model_inputs(batch)).logits.chunk(2)
         pos_labels, neg_labels = batch["labels"].chunk(2)
-        return hir_loss(pos, pos_labels, neg, neg_labels, epsilon, entropy_coef)
+        return hir_loss(pos, pos_labels, neg, neg_labels, epsilon, entropy_coef, label_smoothing)
 
     lengths = [max(len(x["pos"]["input_ids"]), len(x["neg"]["input_ids"])) for x in data]
     source = Records(data, collate, lengths)

@@ -162,6 +162,7 @@ def hir_loss(
     negative_labels: torch.Tensor,
     epsilon: float = 0.2,
     entropy_coef: float = 1e-3,
+    label_smoothing: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """HIR (Zhang et al. 2023) as the official offline trainer computes it (tianjunz/HIR `offline_trainer.py`).
 
@@ -173,7 +174,9 @@ def hir_loss(
             + (1 - eps) [-log P+/(P+ + P-)] + eps [-log P-/(P+ + P-)]   (P = exp(mean token log-lik) per output)
             - 0.001 * mean entropy
     The official code runs one output per device (its contrastive term is that output's); here it is the batch
-    mean. Chunked over positions like `token_logprobs`, recomputed in the backward pass."""
+    mean. `label_smoothing` replaces eps in the first line only (the official uses eps for both). Chunked over
+    positions like `token_logprobs`, recomputed in the backward pass."""
+    smoothing = epsilon if label_smoothing is None else label_smoothing
     pos_logits, pos_labels = logits[:, :-1], labels[:, 1:]
     mask = (pos_labels != IGNORE).float()
     active = mask.sum().clamp(min=1)
@@ -186,5 +189,5 @@ def hir_loss(
     p_neg = (neg.sum(-1) / neg_mask.sum(-1).clamp(min=1)).exp()
     contrast = (1 - epsilon) * -torch.log(p_pos / (p_pos + p_neg) + 1e-8)
     contrast = contrast + epsilon * -torch.log(p_neg / (p_pos + p_neg) + 1e-8)
-    loss = (1 - epsilon) * nll + epsilon * smooth + contrast.mean() - entropy_coef * entropy
+    loss = (1 - smoothing) * nll + smoothing * smooth + contrast.mean() - entropy_coef * entropy
     return loss, {"nll": nll.detach(), "contrast": contrast.mean().detach(), "entropy": entropy.detach()}
