@@ -12,8 +12,8 @@ testbed, where every critique is graded against the ground truth (`tasks.critiqu
         critics M_sft, M_rs: CBI, comprehensiveness, hallucinations, nitpicks, invalid; best-of-N by the RM, and
               how often the RM ranks two critiques of one solution as the ground truth does
         FSBS: force a highlight, sample n, keep the RM's top k, repeat d times; of every candidate take the
-              argmax of RM + modifier * highlights, for each length modifier (the comprehensiveness-hallucination
-              Pareto curve)
+              argmax of RM + modifier * highlights, for each length modifier (in sd of the RM's scores; the
+              comprehensiveness-hallucination Pareto curve)
         self-critique: critiqueability accuracy; its wrong answers refined with no critique, its own, M_rs's, the
               reference one; the generator-discriminator-critique (GDC) gap
         assisted evaluation: an evaluator who may check `budget` steps finds the bug unassisted or pointed by a
@@ -23,6 +23,7 @@ testbed, where every critique is graded against the ground truth (`tasks.critiqu
 from __future__ import annotations
 
 import random
+import statistics
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -54,7 +55,10 @@ class CritiqueParams(Strict):
     fsbs_k: int = Field(2, gt=0, description="FSBS: beams kept per round")
     fsbs_depth: int = Field(3, gt=0, description="FSBS: rounds d, so at most d forced highlights")
     length_modifiers: list[float] = Field(
-        [-1.0, 0.0, 0.5, 1.0, 2.0], min_length=1, description="FSBS: pick argmax RM + modifier * highlights"
+        [-1.0, 0.0, 0.5, 1.0, 2.0],
+        min_length=1,
+        description="FSBS: pick argmax RM + modifier * highlights, the modifier in standard deviations of the RM's "
+        "scores over all candidates (the paper's RM scale is not public)",
     )
     budget: int = Field(1, gt=0, description="steps the (assisted or unassisted) evaluator checks per solution")
     test: str | None = Field(None, description="eval set of the test sums (default: the last)")
@@ -145,9 +149,10 @@ def run(loop: Loop) -> None:
                 chosen = [pick(graded[i * p.n : i * p.n + size], rewards[i * p.n : i * p.n + size], 0.0) for i in idx]
                 row["critics"][f"{name} best-of-{size} {set_name}"] = cq.critique_metrics(chosen)
         pool = fsbs(loop, name, critic, rm, test, graded, rewards)
+        unit = statistics.pstdev([r for _, rs in pool for r in rs]) or 1.0  # modifiers in sd of the RM's scores
         for set_name, idx in set_indices(test).items():
             row["fsbs"][f"{name} {set_name}"] = {
-                f"{m:g}": cq.critique_metrics([pick(*pool[i], m) for i in idx]) for m in p.length_modifiers
+                f"{m:g}": cq.critique_metrics([pick(*pool[i], m * unit) for i in idx]) for m in p.length_modifiers
             }
         fsbs_pick = [pick(*c, 0.0) for c in pool]
         row["assisted"] |= assisted(test, {f"{name} critic": first[name], f"{name} FSBS": fsbs_pick}, p.budget, loop)
