@@ -90,14 +90,7 @@ class Loop:
         """
         hinted = prompts is not None if hinted is None else hinted
         stage = f"{round_dir(round)}/{name}"
-        s = self.cfg.sampling
-        params = SamplingParams(
-            n=n or s.n,
-            temperature=s.temperature if temperature is None else temperature,
-            top_p=s.top_p,
-            max_new_tokens=s.max_new_tokens,
-            seed=self.run.seed(stage),
-        )
+        params = self._sampling(stage, n or self.cfg.sampling.n, temperature)
 
         def produce() -> tuple[list[dict], dict]:
             gens, prov = self._generate(round, stage, model, prompts or [p.prompt for p in problems], params, prefills)
@@ -123,14 +116,7 @@ class Loop:
         `sources[i]` naming what prompt i is about; the recipe grades them. With `prefills`, the response is
         prefill + continuation."""
         stage = f"{round_dir(round)}/{name}"
-        s = self.cfg.sampling
-        params = SamplingParams(
-            n=n,
-            temperature=temperature,
-            top_p=s.top_p,
-            max_new_tokens=max_new_tokens or s.max_new_tokens,
-            seed=self.run.seed(stage),
-        )
+        params = self._sampling(stage, n, temperature, max_new_tokens)
 
         def produce() -> tuple[list[dict], dict]:
             gens, prov = self._generate(round, stage, model, prompts, params, prefills)
@@ -149,6 +135,20 @@ class Loop:
             return records, {"records": len(records)}
 
         return self.run.jsonl_stage(round, name, produce)[0]
+
+    def _sampling(
+        self, seed_name: str, n: int, temperature: float | None, max_new_tokens: int | None = None
+    ) -> SamplingParams:
+        """The run's sampler settings for n responses per prompt, seeded by `seed_name`; a temperature or length
+        of None is the run's `sampling` one."""
+        s = self.cfg.sampling
+        return SamplingParams(
+            n=n,
+            temperature=s.temperature if temperature is None else temperature,
+            top_p=s.top_p,
+            max_new_tokens=max_new_tokens or s.max_new_tokens,
+            seed=self.run.seed(seed_name),
+        )
 
     def _generate(
         self, round: int, stage: str, model: str, prompts: list[str], params: SamplingParams, prefills: list[str] | None
@@ -175,13 +175,7 @@ class Loop:
         reference checkpoint (a full fine-tune's KL reference stays the starting model; under LoRA it is the
         model with adapters off)."""
         s = self.cfg.sampling
-        params = SamplingParams(
-            n=n,
-            temperature=s.temperature if temperature is None else temperature,
-            top_p=s.top_p,
-            max_new_tokens=s.max_new_tokens,
-            seed=self.run.seed(f"{round_dir(round)}/rollout"),
-        )
+        params = self._sampling(f"{round_dir(round)}/rollout", n, temperature)
         return {
             "problems": problems,
             "task": self.task,

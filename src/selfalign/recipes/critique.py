@@ -115,9 +115,7 @@ def run(loop: Loop) -> None:
 
     graded = critiques(loop, 3, "rs_critiques", m_sft, parts[2], p.n)
     rewards = loop.rewards(3, "rs_rewards", rm, [g["prompt"] for g in graded], [g["completion"] for g in graded])
-    best = [
-        max(zip(rewards[i : i + p.n], graded[i : i + p.n]), key=lambda x: x[0])[1] for i in range(0, len(graded), p.n)
-    ]
+    best = [pick(gs, rs, 0.0) for gs, rs in zip(chunks(graded, p.n), chunks(rewards, p.n))]
     rs_data = [{"prompt": g["prompt"], "completion": g["completion"], "source": g["id"]} for g in best]
     m_rs = loop.train(3, m_sft, rs_data, steps=p.rs_steps, name="critic-rs")
 
@@ -131,7 +129,9 @@ def run(loop: Loop) -> None:
         "natural": [Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural") for r in own],
     }
     test = [s for sols in tests.values() for s in sols]
-    row: dict = {"critics": {}, "fsbs": {}, "assisted": {}, "rm_ranking_accuracy": {}}
+    sets = set_indices(test)
+    row: dict = {"critics": {}, "fsbs": {}, "rm_ranking_accuracy": {}}
+    pointers: dict[str, list[dict]] = {}  # each critic's critique per test solution, for the assisted evaluator
     first: dict[str, list[dict]] = {}  # each critic's first sampled critique per test solution
     for name, critic in (("sft", m_sft), ("rs", m_rs)):
         graded = critiques(loop, 4, f"test_critiques-{name}", critic, test, p.n)
@@ -139,24 +139,24 @@ def run(loop: Loop) -> None:
             4, f"test_rewards-{name}", rm, [g["prompt"] for g in graded], [g["completion"] for g in graded]
         )
         first[name] = graded[:: p.n]
-        for set_name, idx in set_indices(test).items():
+        per_solution = list(zip(chunks(graded, p.n), chunks(rewards, p.n)))
+        for set_name, idx in sets.items():
             row["critics"][f"{name} {set_name}"] = cq.critique_metrics([first[name][i] for i in idx])
-            groups = [(graded[i * p.n : (i + 1) * p.n], rewards[i * p.n : (i + 1) * p.n]) for i in idx]
             row["rm_ranking_accuracy"][f"{name} {set_name}"] = ranking_accuracy(
-                ([g["quality"] for g in gs], rs) for gs, rs in groups
+                ([g["quality"] for g in per_solution[i][0]], per_solution[i][1]) for i in idx
             )
             for size in best_of_sizes(p.n):
-                chosen = [pick(graded[i * p.n : i * p.n + size], rewards[i * p.n : i * p.n + size], 0.0) for i in idx]
+                chosen = [pick(per_solution[i][0][:size], per_solution[i][1][:size], 0.0) for i in idx]
                 row["critics"][f"{name} best-of-{size} {set_name}"] = cq.critique_metrics(chosen)
-        pool = fsbs(loop, name, critic, rm, test, graded, rewards)
+        pool = fsbs(loop, name, critic, rm, test, per_solution)
         unit = statistics.pstdev([r for _, rs in pool for r in rs]) or 1.0  # modifiers in sd of the RM's scores
-        for set_name, idx in set_indices(test).items():
+        for set_name, idx in sets.items():
             row["fsbs"][f"{name} {set_name}"] = {
                 f"{m:g}": cq.critique_metrics([pick(*pool[i], m * unit) for i in idx]) for m in p.length_modifiers
             }
-        fsbs_pick = [pick(*c, 0.0) for c in pool]
-        row["assisted"] |= assisted(test, {f"{name} critic": first[name], f"{name} FSBS": fsbs_pick}, p.budget, loop)
+        pointers |= {f"{name} critic": first[name], f"{name} FSBS": [pick(*c, 0.0) for c in pool]}
 
+    row["assisted"] = assisted(test, sets, pointers, p.budget, loop)
     on_own = {name: crits[len(tests["tampered"]) :] for name, crits in first.items()}  # critiques of its answers
     row["refinement"] = refinement(loop, m_sft, tests["natural"], on_own)
     row["critiqueability"], row["gdc"] = self_critique(loop, m_sft, tests, on_own["sft"])
@@ -168,16 +168,17 @@ def training_solutions(
     problems: list[Problem], natural: list[dict], rng: random.Random, tampers: int
 ) -> list[Solution]:
     """Per sum: its gold solution, `tampers` tampered copies (the kinds in turn), the generator's natural samples."""
-    ids = {q.id for q in problems}
+    by_id = {q.id: q for q in problems}
     out = []
     for q in problems:
         out.append(Solution(f"{q.id}/gold", q, solution(q), "gold"))
         for i in range(tampers):
             steps = tamper(q, rng, TAMPER_KINDS[i % len(TAMPER_KINDS)])[0]
             out.append(Solution(f"{q.id}/tampered{i}", q, " ".join(steps), "tampered"))
-    by_id = {q.id: q for q in problems}
     out += [
-        Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural") for r in natural if r["problem_id"] in ids
+        Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural")
+        for r in natural
+        if r["problem_id"] in by_id
     ]
     return out
 
@@ -219,13 +220,17 @@ def _repeat(xs: list, n: int) -> list:
     return [x for x in xs for _ in range(n)]
 
 
+def chunks(xs: list, n: int) -> list[list]:
+    """xs in consecutive groups of n: the n samples of each prompt, in generation order."""
+    return [xs[i : i + n] for i in range(0, len(xs), n)]
+
+
 def comparison_pairs(solutions: list[Solution], graded: list[dict]) -> list[dict]:
     """Each solution's best critique by ground truth against its worst (CriticGPT ranks critiques by catching the
     bug with fewer false highlights); solutions whose critiques all rank equal give no pair."""
-    n = len(graded) // len(solutions)
     pairs = []
-    for i in range(0, len(graded), n):
-        group = sorted(graded[i : i + n], key=lambda g: g["quality"])
+    for critiques_of_one in chunks(graded, len(graded) // len(solutions)):
+        group = sorted(critiques_of_one, key=lambda g: g["quality"])
         worst, best = group[0], group[-1]
         if best["quality"] > worst["quality"]:
             pairs.append(pair_record(best["prompt"], best["completion"], worst["completion"], source=best["source"]))
@@ -250,15 +255,14 @@ def pick(graded: list[dict], rewards: list[float], modifier: float) -> dict:
 
 
 def fsbs(
-    loop: Loop, name: str, critic: str, rm: str, test: list[Solution], unforced: list[dict], rewards: list[float]
+    loop: Loop, name: str, critic: str, rm: str, test: list[Solution], unforced: list[tuple[list[dict], list[float]]]
 ) -> list[tuple[list[dict], list[float]]]:
     """Force Sampling Beam Search (CriticGPT section 2.3): beams start empty; each round prefills a new highlight
     opening on every beam, samples fsbs_n one-highlight continuations, scores them with the RM and keeps the top
     fsbs_k per solution. Returns each solution's candidates (the unforced samples and every forced one) with their
     RM scores."""
     p: CritiqueParams = loop.params
-    n = len(unforced) // len(test)
-    pool = [(unforced[i * n : (i + 1) * n], rewards[i * n : (i + 1) * n]) for i in range(len(test))]
+    pool = [(list(gs), list(rs)) for gs, rs in unforced]  # extended in place below
     beams = [[""] for _ in test]
     for d in range(1, p.fsbs_depth + 1):
         owners = [i for i, bs in enumerate(beams) for _ in bs]
@@ -292,27 +296,27 @@ def fsbs(
     return pool
 
 
-def assisted(test: list[Solution], pointers: dict[str, list[dict]], budget: int, loop: Loop) -> dict[str, float]:
+def assisted(
+    test: list[Solution], sets: dict[str, list[int]], pointers: dict[str, list[dict]], budget: int, loop: Loop
+) -> dict[str, float]:
     """Share of flawed test solutions whose bug a budgeted evaluator finds, unassisted (steps at random, averaged
     over 16 draws) and pointed by each critic's critique, per test set."""
+    steps = [s.text.split() for s in test]
+    bugs = [set(cq.faults(s.problem, st)) for s, st in zip(test, steps)]
+
+    def found(i: int, pointed: list[int], draw: int) -> bool:
+        rng = random.Random(f"{loop.run.seed('assisted')}-{test[i].id}-{draw}")
+        return cq.evaluator_finds_bug(bugs[i], len(steps[i]), pointed, budget, rng)
+
     out = {}
-    for set_name, idx in set_indices(test).items():
-        flawed = [i for i in idx if cq.faults(test[i].problem, test[i].text.split())]
+    for set_name, idx in sets.items():
+        flawed = [i for i in idx if bugs[i]]
         if not flawed:
             continue
-
-        def found(i: int, pointed: list[int], draw: int) -> bool:
-            s, steps = test[i], test[i].text.split()
-            rng = random.Random(f"{loop.run.seed('assisted')}-{s.id}-{draw}")
-            return cq.evaluator_finds_bug(set(cq.faults(s.problem, steps)), len(steps), pointed, budget, rng)
-
         out[f"unassisted {set_name}"] = sum(found(i, [], d) for i in flawed for d in range(16)) / (16 * len(flawed))
         for who, crits in pointers.items():
-            hits = 0
-            for i in flawed:
-                highlights = cq.parse(crits[i]["completion"], test[i].text.split()) or []
-                hits += found(i, [h.step for h in highlights], 0)
-            out[f"{who} {set_name}"] = hits / len(flawed)
+            pointed = [[h.step for h in cq.parse(crits[i]["completion"], steps[i]) or []] for i in flawed]
+            out[f"{who} {set_name}"] = sum(found(i, js, 0) for i, js in zip(flawed, pointed)) / len(flawed)
     return out
 
 
