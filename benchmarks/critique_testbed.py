@@ -33,7 +33,7 @@ def main() -> None:
     def line(name: str, values: list[dict]) -> list[str]:
         return [name, *(spread([v[m] for v in values], "{:.2f}" if m == "highlights" else "{:.1%}") for m in METRICS)]
 
-    for test in ("tampered", "natural"):
+    for test in ("tampered", "natural", "own"):
         table = [
             line(k.removesuffix(f" {test}"), [r["critics"][k] for r in rows])
             for k in rows[0]["critics"]
@@ -74,7 +74,7 @@ def cbi_by_kind(run_dir: Path, critic: str) -> dict[str, list[bool]]:
         steps = r["prompt"][len(q.prompt) :].removesuffix(" critique ").split()
         bugs = faults(q, steps)
         if bugs:
-            origin = "tampered" if "/tampered" in r["source"] else "natural"
+            origin = next((o for o in ("tampered", "own") if f"/{o}" in r["source"]), "natural")
             out[f"{origin}, {bugs[min(bugs)]}"].append(grade(q, steps, r["completion"])["cbi"])
     return out
 

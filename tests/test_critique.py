@@ -136,14 +136,17 @@ def test_critique_recipe_end_to_end_and_resume(tmp_path):
     small = ["task.train_digits=[3]", "task.eval_digits=[3]", "task.n_train=24", "task.n_eval=6"]
     small += ["sampling.temperature=1.0", "sampling.max_new_tokens=40", "training.batch_size=16", "training.lr=3e-3"]
     small += ["params.critic_steps=60", "params.rm_steps=5", "params.rs_steps=5", "params.n=4", "params.fsbs_depth=2"]
-    small += ["params.rm_sums=6", "params.tampers=2"]
+    small += ["params.rm_sums=6", "params.tampers=2", "params.critique_copies=2"]
     args = ["run", str(cfg), "--out", str(out), *small]
     assert main(args) == 0
     (row,) = read_jsonl(out / "metrics.jsonl")
-    assert set(row["critics"]) >= {"sft tampered", "rs natural", "sft best-of-4 tampered"}
+    assert set(row["critics"]) >= {"sft tampered", "rs natural", "sft own", "sft best-of-4 tampered"}
     assert set(row["fsbs"]["sft tampered"]) == {"-1", "0", "0.5", "1", "2"}
-    assert {"unassisted tampered", "sft critic tampered", "rs FSBS natural"} <= set(row["assisted"])
-    assert "fixed, reference critique" in row["refinement"] and "D critiqueability accuracy" in row["gdc"]
+    assert {"unassisted tampered", "sft critic tampered", "rs FSBS tampered"} <= set(row["assisted"])
+    assert {"natural fixed, reference critique", "own broken, no critique"} <= set(row["refinement"])
+    assert "D critiqueability accuracy" in row["gdc"]
+    mixture = [r["prompt"].rsplit(maxsplit=1)[-1] for r in read_jsonl(out / "round-001" / "critic-sft.jsonl")]
+    assert mixture.count("critique") == 2 * mixture.count("flaw")  # critique_copies
     assert row["rm_pairs"] > 0
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert main([*args, "--resume"]) == 0

@@ -8,14 +8,15 @@ testbed, where every critique is graded against the ground truth (`tasks.critiqu
     RM    = a critic reward model on comparisons of M_sft's n critiques per solution ranked by ground truth
             (catches the bug, fewer false highlights): each solution's best against its worst  [sums B: rm_sums]
     M_rs  = M_sft fine-tuned on its RM-best of n critiques (rejection sampling against the RM)   [sums C: rm_sums]
-    test, on held-out sums: tampered solutions, and natural ones (M_sft's own answers: self-critique)
+    test, on held-out sums: tampered solutions, natural ones (the generator's samples: its own bugs), and own ones
+          (M_sft's answers: self-critique)
         critics M_sft, M_rs: CBI, comprehensiveness, hallucinations, nitpicks, invalid; best-of-N by the RM, and
               how often the RM ranks two critiques of one solution as the ground truth does
         FSBS: force a highlight, sample n, keep the RM's top k, repeat d times; of every candidate take the
               argmax of RM + modifier * highlights, for each length modifier (in sd of the RM's scores; the
               comprehensiveness-hallucination Pareto curve)
-        self-critique: critiqueability accuracy; its wrong answers refined with no critique, its own, M_rs's, the
-              reference one; the generator-discriminator-critique (GDC) gap
+        self-critique: critiqueability accuracy; wrong answers (natural and own) refined with no critique, M_sft's,
+              M_rs's, the reference one; the generator-discriminator-critique (GDC) gap
         assisted evaluation: an evaluator who may check `budget` steps finds the bug unassisted or pointed by a
               critique
 """
@@ -45,6 +46,9 @@ class CritiqueParams(Strict):
     generator: str | None = Field(None, description="model whose own solutions are the natural bugs (model.path)")
     k: int = Field(2, gt=0, description="natural solutions sampled per training sum")
     tampers: int = Field(3, gt=0, description="tampered copies per training sum of M_sft (kinds in turn)")
+    critique_copies: int = Field(
+        1, gt=0, description="copies of each reference critique in M_sft's mixture (weights the critique task)"
+    )
     rm_sums: int = Field(100, gt=0, description="sums B whose critiques train the RM, and as many sums C for RS")
     n: int = Field(8, gt=1, description="critiques per solution: RM comparisons, rejection sampling, best-of-N")
     critic_steps: int | None = Field(None, gt=0, description="SFT steps of M_sft (default training.steps)")
@@ -73,7 +77,7 @@ class Solution:
     id: str
     problem: Problem
     text: str
-    origin: str  # gold | tampered | natural
+    origin: str  # gold | tampered | natural (the generator's) | own (M_sft's answers)
 
 
 def validate(p: CritiqueParams, task: Task, cfg: RunConfig) -> None:
@@ -100,7 +104,9 @@ def run(loop: Loop) -> None:
     parts += [training_solutions(sums[x], natural, rng, 1) for x in "BC"]
 
     answers = [{"prompt": q.prompt, "completion": solution(q)} for q in sums["A"]]
-    m_sft = loop.train(1, loop.base, answers + sft_records(parts[0]), steps=p.critic_steps, name="critic-sft")
+    m_sft = loop.train(
+        1, loop.base, answers + sft_records(parts[0], p.critique_copies), steps=p.critic_steps, name="critic-sft"
+    )
 
     graded = critiques(loop, 2, "critiques", m_sft, parts[1], p.n)
     pairs = comparison_pairs(parts[1], graded)
@@ -119,14 +125,17 @@ def run(loop: Loop) -> None:
     rs_data = [{"prompt": g["prompt"], "completion": g["completion"], "source": g["id"]} for g in best]
     m_rs = loop.train(3, m_sft, rs_data, steps=p.rs_steps, name="critic-rs")
 
-    # test: tampered gold solutions and M_sft's own answers (self-critique) on held-out sums
+    # test, on held-out sums: tampered gold solutions, the generator's answers, M_sft's own answers
     held_out = loop.task.eval_sets()[selection_set(loop.task, p.test)]
-    own = loop.sample(4, "answers", m_sft, held_out, n=1, temperature=loop.cfg.sampling.temperature)
+    temperature = loop.cfg.sampling.temperature
+    natural_test = loop.sample(4, "natural", p.generator or loop.base, held_out, n=1, temperature=temperature)
+    own = loop.sample(4, "answers", m_sft, held_out, n=1, temperature=temperature)
     by_id = {q.id: q for q in held_out}
     trng = random.Random(loop.run.seed("tamper-test"))
     tests = {
         "tampered": [Solution(f"{q.id}/tampered", q, " ".join(tamper(q, trng)[0]), "tampered") for q in held_out],
-        "natural": [Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural") for r in own],
+        "natural": [Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural") for r in natural_test],
+        "own": [Solution(f"{r['id']}/own", by_id[r["problem_id"]], r["completion"], "own") for r in own],
     }
     test = [s for sols in tests.values() for s in sols]
     sets = set_indices(test)
@@ -157,9 +166,12 @@ def run(loop: Loop) -> None:
         pointers |= {f"{name} critic": first[name], f"{name} FSBS": [pick(*c, 0.0) for c in pool]}
 
     row["assisted"] = assisted(test, sets, pointers, p.budget, loop)
-    on_own = {name: crits[len(tests["tampered"]) :] for name, crits in first.items()}  # critiques of its answers
-    row["refinement"] = refinement(loop, m_sft, tests["natural"], on_own)
-    row["critiqueability"], row["gdc"] = self_critique(loop, m_sft, tests, on_own["sft"])
+    row["refinement"] = {}
+    for set_name in ("natural", "own"):
+        of_set = {name: [crits[i] for i in sets[set_name]] for name, crits in first.items()}
+        row["refinement"] |= refinement(loop, m_sft, set_name, tests[set_name], of_set)
+    own_critiques = [first["sft"][i] for i in sets["own"]]
+    row["critiqueability"], row["gdc"] = self_critique(loop, m_sft, tests, own_critiques)
     row["accuracy"] = {f"CBI {k}": v["cbi"] for k, v in row["critics"].items() if "best-of" not in k and "cbi" in v}
     loop.record(4, row | {"rm_pairs": len(pairs), "rs_records": len(rs_data)})
 
@@ -183,8 +195,9 @@ def training_solutions(
     return out
 
 
-def sft_records(solutions: list[Solution]) -> list[dict]:
-    """Saunders et al.'s behaviour-cloning tasks for each solution, with the ground truth's reference critique."""
+def sft_records(solutions: list[Solution], critique_copies: int = 1) -> list[dict]:
+    """Saunders et al.'s behaviour-cloning tasks for each solution, with the ground truth's reference critique
+    (`critique_copies` times: a 1M-parameter model learns the critique task poorly from an even mixture)."""
     out = []
     for s in solutions:
         q, steps = s.problem, s.text.split()
@@ -192,7 +205,7 @@ def sft_records(solutions: list[Solution]) -> list[dict]:
         fixed = solution(q) if reference != cq.NO_FLAW else s.text
         for prompt, completion in (
             (cq.critiqueability_prompt(q, s.text), "no" if reference == cq.NO_FLAW else "yes"),
-            (cq.critique_prompt(q, s.text), reference),
+            *[(cq.critique_prompt(q, s.text), reference)] * critique_copies,
             (cq.refine_prompt(q, s.text, reference), fixed),
             (cq.refine_prompt(q, s.text, None), fixed),
         ):
@@ -320,23 +333,25 @@ def assisted(
     return out
 
 
-def refinement(loop: Loop, model: str, own: list[Solution], first: dict[str, list[dict]]) -> dict[str, float]:
-    """M_sft refines its own answers (greedy) given no critique, its own first critique, M_rs's, or the reference
-    one: the share of wrong answers made right (`fixed`) and of right ones made wrong (`broken`)."""
-    wrong = [not loop.task.check(s.problem, s.text).correct for s in own]
+def refinement(
+    loop: Loop, model: str, set_name: str, sols: list[Solution], first: dict[str, list[dict]]
+) -> dict[str, float]:
+    """M_sft refines the test set's answers (greedy) given no critique, M_sft's first critique, M_rs's, or the
+    reference one: the share of wrong answers made right (`fixed`) and of right ones made wrong (`broken`)."""
+    wrong = [not loop.task.check(s.problem, s.text).correct for s in sols]
     critiques_by = {
-        "no critique": [None] * len(own),
-        "own critique": [g["completion"] for g in first["sft"]],
+        "no critique": [None] * len(sols),
+        "sft critique": [g["completion"] for g in first["sft"]],
         "rs critique": [g["completion"] for g in first["rs"]],
-        "reference critique": [cq.reference_critique(s.problem, s.text.split()) for s in own],
+        "reference critique": [cq.reference_critique(s.problem, s.text.split()) for s in sols],
     }
     out = {}
     for name, crits in critiques_by.items():
-        prompts = [cq.refine_prompt(s.problem, s.text, c) for s, c in zip(own, crits)]
-        rows = loop.generate(4, f"refine-{name.split()[0]}", model, [s.id for s in own], prompts)
-        right = [loop.task.check(s.problem, r["completion"]).correct for s, r in zip(own, rows)]
-        out[f"fixed, {name}"] = _share([r for r, w in zip(right, wrong) if w])
-        out[f"broken, {name}"] = _share([not r for r, w in zip(right, wrong) if not w])
+        prompts = [cq.refine_prompt(s.problem, s.text, c) for s, c in zip(sols, crits)]
+        rows = loop.generate(4, f"refine-{set_name}-{name.split()[0]}", model, [s.id for s in sols], prompts)
+        right = [loop.task.check(s.problem, r["completion"]).correct for s, r in zip(sols, rows)]
+        out[f"{set_name} fixed, {name}"] = _share([r for r, w in zip(right, wrong) if w])
+        out[f"{set_name} broken, {name}"] = _share([not r for r, w in zip(right, wrong) if not w])
     return out
 
 
@@ -353,11 +368,11 @@ def self_critique(
         said[set_name] = [r["completion"].strip() == "yes" for r in rows]
         flawed = [bool(cq.faults(s.problem, s.text.split())) for s in sols]
         accuracy[set_name] = _share([a == f for a, f in zip(said[set_name], flawed)])
-    own = tests["natural"]
+    own = tests["own"]
     critique_right = [g["cbi"] if g["flawed"] else g["completion"].strip() == cq.NO_FLAW for g in own_critiques]
     gdc = {
         "G answers correct": _share([loop.task.check(s.problem, s.text).correct for s in own]),
-        "D critiqueability accuracy": accuracy["natural"],
+        "D critiqueability accuracy": accuracy["own"],
         "C critique accuracy": _share(critique_right),
     }
     return accuracy, gdc

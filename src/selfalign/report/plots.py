@@ -125,9 +125,10 @@ def plot_weak_to_strong(rows: list[dict], out: str | Path, title: str = "weak-to
 
 def plot_critics(row: dict, out: str | Path, title: str = "critics") -> Path:
     """One panel per test set: comprehensiveness against the share of critiques with a hallucinated highlight, for
-    each critic's single sample and best-of-N by the critic RM, and FSBS's curve over the length modifiers."""
+    each critic's single sample and best-of-N by the critic RM, and FSBS's curve over the length modifiers. A set
+    with no flawed solution has no such rates and no panel."""
     out = Path(out)
-    sets = sorted({k.rsplit(" ", 1)[1] for k in row["fsbs"]})
+    sets = sorted({k.rsplit(" ", 1)[1] for k, c in row["fsbs"].items() if "hallucination" in next(iter(c.values()))})
     fig, axes = plt.subplots(1, len(sets), figsize=(4.8 * len(sets), 4), dpi=110, squeeze=False)
     for ax, s in zip(axes.flat, sets):
         for ci, critic in enumerate(sorted({k.split(" ", 1)[0] for k in row["fsbs"]})):
