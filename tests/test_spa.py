@@ -10,11 +10,8 @@ import torch
 
 from selfalign.cli import main
 from selfalign.config import RefinementConfig
-from selfalign.models.loading import load_policy
 from selfalign.records import read_jsonl
 from selfalign.scoring.pairing import judge_pair
-from selfalign.scoring.pairwise import PairwiseJudge, judge_records
-from selfalign.tasks.base import Problem
 from selfalign.training import spa
 
 
@@ -117,62 +114,6 @@ def test_spa_two_iterations_end_to_end(tmp_path):
 
 
 # --- the self-judge baseline: the model as a pairwise LLM judge ---------------------------------------------
-
-
-def test_judge_records_teach_both_orders():
-    recs = judge_records(
-        [{"prompt": "abcd:", "chosen": "ab", "rejected": "xy"}], "{prompt}{first}:{second}:", ("a", "b")
-    )
-    assert recs == [
-        {"prompt": "abcd:ab:xy:", "completion": "a"},
-        {"prompt": "abcd:xy:ab:", "completion": "b"},
-    ]
-
-
-class FixedOrderJudge(PairwiseJudge):
-    """P(first wins) from a table keyed by (first, second), standing in for the model."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def first_wins(self, prompts, firsts, seconds):
-        return [self.table[(a, b)] for a, b in zip(firsts, seconds)]
-
-
-def test_both_orders_are_averaged_and_k2_scores_give_the_preference():
-    # a judge biased to the first slot: 0.9 for (y, z) but only 0.5 against (z, y) -> P(y > z) = (0.9 + 0.5) / 2
-    judge = FixedOrderJudge({("y", "z"): 0.9, ("z", "y"): 0.5})
-    assert judge.preferences(["x"], ["y"], ["z"]) == pytest.approx([0.7])
-    problems = [Problem("q", "x", "")] * 2
-    r_y, r_z = judge.score(problems, ["y", "z"])
-    assert torch.sigmoid(torch.tensor(r_y - r_z)).item() == pytest.approx(0.7)
-
-
-def test_k3_scores_are_half_the_mean_log_odds_over_opponents():
-    p = {("a", "b"): 0.8, ("a", "c"): 0.6, ("b", "c"): 0.3}
-    table = {**p, **{(b, a): 1 - v for (a, b), v in p.items()}}  # an order-consistent judge
-    scores = FixedOrderJudge(table).score([Problem("q", "x", "")] * 3, ["a", "b", "c"])
-    logit = lambda v: math.log(v / (1 - v))  # noqa: E731
-    assert scores == pytest.approx(
-        [
-            (logit(0.8) + logit(0.6)) / 4,
-            (-logit(0.8) + logit(0.3)) / 4,
-            (-logit(0.6) - logit(0.3)) / 4,
-        ]
-    )
-
-
-def test_first_wins_reads_the_verdict_after_each_prompt_in_a_padded_batch():
-    policy = load_policy("builtin:letters-sft")
-    judge = PairwiseJudge(policy, "{prompt}{first}:{second}:", ("a", "b"))
-    prompts, firsts, seconds = ["abcd:", "efgh:"], ["ab", "efghefghef"], ["xyz", "e"]
-    batched = judge.first_wins(prompts, firsts, seconds)
-    for i, text in enumerate(["abcd:ab:xyz:", "efgh:efghefghef:e:"]):
-        ids = torch.tensor([policy.encode_prompt(text)])
-        logits = policy.model(input_ids=ids).logits[0, -1, judge.label_ids]
-        assert batched[i] == pytest.approx(logits.softmax(-1)[0].item(), abs=1e-5)
-    with pytest.raises(ValueError, match="single tokens"):
-        PairwiseJudge(policy, "{prompt}{first}:{second}:", ("a", "ab"))
 
 
 def test_spa_self_judge_baseline_end_to_end(tmp_path):

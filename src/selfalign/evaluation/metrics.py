@@ -115,3 +115,38 @@ def ranking_accuracy(groups: Iterable[tuple[Sequence[float], Sequence[float]]]) 
                     agree = (truth[i] - truth[j]) * (scores[i] - scores[j])
                     right += 1.0 if agree > 0 else 0.5 if scores[i] == scores[j] else 0.0
     return right / total if total else None
+
+
+def judge_metrics(judgements: Sequence[dict], gold: Sequence[float | None], bins: int = 10) -> dict[str, float | None]:
+    """An AI labeller against gold on pairs (a, b). `judgements` carry `p` = P(a better), swap-averaged, `orders`
+    = P(a better) with a shown first and with b shown first, and `valid`; gold is 1.0 when a is better, 0.0 when b
+    is, None for a tie (left out, as are invalid judgements but for the `invalid` share).
+
+    accuracy: the averaged label agrees with gold (p = 0.5 counts half); accuracy_a_first / accuracy_b_first: one
+    order's label alone, position bias included; flip_rate: share of pairs whose winner changes when the order is
+    swapped (a position-consistent judge: 0); first_position: share of single-order verdicts picking the response
+    shown first (unbiased: 0.5); ece: expected calibration error of the averaged label (|accuracy - confidence|
+    over `bins` equal confidence bins on [0.5, 1], weighted by their counts)."""
+    rows = [(j, g) for j, g in zip(judgements, gold, strict=True) if g is not None and j["valid"]]
+    out: dict[str, float | None] = {
+        "pairs": len(rows),
+        "invalid": sum(not j["valid"] for j in judgements) / len(judgements) if judgements else None,
+    }
+    if not rows:
+        return out
+
+    def agrees(p: float, g: float) -> float:
+        return 0.5 if p == 0.5 else float((p > 0.5) == (g > 0.5))
+
+    n = len(rows)
+    out["accuracy"] = sum(agrees(j["p"], g) for j, g in rows) / n
+    out["accuracy_a_first"] = sum(agrees(j["orders"][0], g) for j, g in rows) / n
+    out["accuracy_b_first"] = sum(agrees(j["orders"][1], g) for j, g in rows) / n
+    out["flip_rate"] = sum((j["orders"][0] > 0.5) != (j["orders"][1] > 0.5) for j, _ in rows) / n
+    out["first_position"] = sum((j["orders"][0] > 0.5) + (j["orders"][1] < 0.5) for j, _ in rows) / (2 * n)
+    binned: list[list[tuple[float, float]]] = [[] for _ in range(bins)]
+    for j, g in rows:
+        confidence = max(j["p"], 1 - j["p"])
+        binned[min(int((confidence - 0.5) * 2 * bins), bins - 1)].append((confidence, agrees(j["p"], g)))
+    out["ece"] = sum(abs(sum(a for _, a in b) - sum(c for c, _ in b)) for b in binned) / n
+    return out
