@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from selfalign.records import Problem, load_pairs, read_jsonl, sample_record, wr
 from selfalign.run import Run, round_dir
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.pairing import min_max_pairs
+from selfalign.scoring.pairwise import label_ids, next_label_probs
 from selfalign.scoring.verifiers import ProcessScorer
 from selfalign.stepwise import CLASSES, good_steps
 from selfalign.tasks.base import Task
@@ -281,6 +282,18 @@ class Loop:
             return [{"reward": r} for r in rewards], {"records": len(rewards), "model": self.model_name(model)}
 
         return [r["reward"] for r in self.run.jsonl_stage(round, name, produce)[0]]
+
+    def verdicts(self, round: int, name: str, model: str, prompts: list[str], labels: Sequence[str]) -> list[dict]:
+        """Stage `round-XXX/<name>`: after each prompt, the model's next-token probabilities of the single-token
+        `labels` renormalised over them (`probs`), and their share of the whole softmax (`label_mass`)."""
+
+        def produce() -> tuple[list[dict], dict]:
+            policy = self.load("policy", model)
+            read = next_label_probs(policy, prompts, label_ids(policy, labels), self.cfg.sampling.batch_size)
+            rows = [{"probs": p, "label_mass": m} for p, m in read]
+            return rows, {"records": len(rows), "model": self.model_name(model), "labels": list(labels)}
+
+        return self.run.jsonl_stage(round, name, produce)[0]
 
     def score_samples(
         self,

@@ -23,6 +23,7 @@ RECIPES = (
     "prm_active",
     "critique",
     "hir",
+    "self_critique",
 )
 
 
