@@ -33,7 +33,7 @@ class TableJudge(PairwiseJudge):
     def __init__(self, table, principles=None, ensemble=False, cot=False, mass=1.0):
         self.table, self.principles, self.ensemble, self.seed = table, principles, ensemble, 0
         self.decode = (lambda heads: ["why"] * len(heads)) if cot else None
-        self.clamp, self.min_mass, self.mass = (0.4, 0.6), 1e-4, mass
+        self.clamp, self.min_mass, self.mass, self.swap = (0.4, 0.6), 1e-4, mass, True
         self.seen: list[str] = []
 
     def first_wins(self, prompts, firsts, seconds, principles):
@@ -201,3 +201,11 @@ def test_judge_template_placeholders_are_checked():
         check_template("{prompt} {first} {second} {answer}", fields, {"first", "second"}, "t")
     with pytest.raises(InputError, match=r"needs \{second\}"):
         check_template("{prompt} {first}", fields, {"first", "second"}, "t")
+
+
+def test_without_the_swap_the_label_is_the_first_order_alone():
+    judge = TableJudge({("y", "z"): 0.9, ("z", "y"): 0.5})
+    judge.swap = False
+    (j,) = judge.judgements(["x"], ["y"], ["z"])
+    assert j["p"] == pytest.approx(0.9) and j["orders"] == [pytest.approx(0.9), None]
+    assert set(judge_metrics([j], [1.0])) == {"pairs", "invalid", "accuracy", "accuracy_a_first", "ece"}

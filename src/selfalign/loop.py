@@ -23,14 +23,14 @@ from pydantic import BaseModel
 from selfalign.config import RunConfig
 from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import step_quality
-from selfalign.evaluation.metrics import annotation_accuracy, policy_metrics
+from selfalign.evaluation.metrics import annotation_accuracy, by_problem, judge_metrics, policy_metrics
 from selfalign.generation import Generation, SamplingParams, make_sampler
 from selfalign.models import ModelKind, Policy, load, resolve_model_path
-from selfalign.records import Problem, load_pairs, read_jsonl, sample_record, write_jsonl
+from selfalign.records import Problem, load_pairs, pair_record, read_jsonl, sample_record, write_jsonl
 from selfalign.run import Run, round_dir
 from selfalign.scoring.base import Scorer
 from selfalign.scoring.pairing import min_max_pairs
-from selfalign.scoring.pairwise import label_ids, next_label_probs
+from selfalign.scoring.pairwise import PairwiseJudge, label_ids, next_label_probs
 from selfalign.scoring.verifiers import ProcessScorer
 from selfalign.stepwise import CLASSES, good_steps
 from selfalign.tasks.base import Task
@@ -273,6 +273,54 @@ class Loop:
             return pairs, {"pairs": len(pairs), "judge": scorer.name, "annotation_accuracy": annotation_accuracy(pairs)}
 
         return self.run.jsonl_stage(round, "pairs", produce)[0]
+
+    def label_pairs(
+        self, round: int, samples: list[dict], judge: PairwiseJudge | None, soft: bool, name: str = "pairs"
+    ) -> tuple[list[dict], dict]:
+        """Stage `round-XXX/<name>`: each prompt's first two distinct samples (a, b), labelled p = P(a better) by
+        `judge` (both orders averaged unless its `swap` is off), or by the gold reward when `judge` is None (gold
+        ties dropped). The preferred one is `chosen`; a soft label keeps epsilon = 1 - max(p, 1 - p) (the DPO
+        loss's per-pair label smoothing), a hard one none. Invalid verdicts are dropped. Each pair keeps its label,
+        the judge's orders and whether gold agrees; the summary holds the labeller's metrics against gold."""
+        stage = f"{round_dir(round)}/{name}"
+
+        def produce() -> tuple[list[dict], dict]:
+            ends = []
+            for group in by_problem(samples).values():
+                first_of: dict[str, dict] = {}
+                for r in group:
+                    first_of.setdefault(r["completion"], r)
+                distinct = list(first_of.values())
+                if len(distinct) > 1 and (judge is not None or distinct[0]["reward"] != distinct[1]["reward"]):
+                    ends.append((distinct[0], distinct[1]))
+            gold = [None if a["reward"] == b["reward"] else float(a["reward"] > b["reward"]) for a, b in ends]
+            if judge is None:
+                judged = [{"p": g, "orders": [g, g], "valid": True} for g in gold]
+            else:
+                a, b = [a["completion"] for a, _ in ends], [b["completion"] for _, b in ends]
+                judged = judge.judgements([a["prompt"] for a, _ in ends], a, b)
+            labeller = "gold" if judge is None else judge.name
+            pairs = []
+            for (a, b), j in zip(ends, judged):
+                if not j["valid"]:
+                    continue
+                w, lose = (a, b) if j["p"] >= 0.5 else (b, a)
+                pairs.append(
+                    pair_record(
+                        w["prompt"],
+                        w["completion"],
+                        lose["completion"],
+                        id=w["problem_id"],
+                        label=j["p"],
+                        orders=j["orders"],
+                        gold_agrees=None if w["reward"] == lose["reward"] else w["reward"] > lose["reward"],
+                        provenance={**w["provenance"], "stage": stage, "judge": labeller},
+                    )
+                    | ({"epsilon": 1 - max(j["p"], 1 - j["p"])} if soft else {})
+                )
+            return pairs, {"pairs": len(pairs), "judge": labeller, "labeller": judge_metrics(judged, gold)}
+
+        return self.run.jsonl_stage(round, name, produce)
 
     def rewards(self, round: int, name: str, model: str, prompts: list[str], completions: list[str]) -> list[float]:
         """Stage `round-XXX/<name>`: a reward model's score of each (prompt, completion)."""

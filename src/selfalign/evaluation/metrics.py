@@ -119,8 +119,8 @@ def ranking_accuracy(groups: Iterable[tuple[Sequence[float], Sequence[float]]]) 
 
 def judge_metrics(judgements: Sequence[dict], gold: Sequence[float | None], bins: int = 10) -> dict[str, float | None]:
     """An AI labeller against gold on pairs (a, b). `judgements` carry `p` = P(a better), swap-averaged, `orders`
-    = P(a better) with a shown first and with b shown first, and `valid`; gold is 1.0 when a is better, 0.0 when b
-    is, None for a tie (left out, as are invalid judgements but for the `invalid` share).
+    = P(a better) with a shown first and with b shown first (None when not judged), and `valid`; gold is 1.0 when
+    a is better, 0.0 when b is, None for a tie (left out, as are invalid judgements but for the `invalid` share).
 
     accuracy: the averaged label agrees with gold (p = 0.5 counts half); accuracy_a_first / accuracy_b_first: one
     order's label alone, position bias included; flip_rate: share of pairs whose winner changes when the order is
@@ -141,9 +141,10 @@ def judge_metrics(judgements: Sequence[dict], gold: Sequence[float | None], bins
     n = len(rows)
     out["accuracy"] = sum(agrees(j["p"], g) for j, g in rows) / n
     out["accuracy_a_first"] = sum(agrees(j["orders"][0], g) for j, g in rows) / n
-    out["accuracy_b_first"] = sum(agrees(j["orders"][1], g) for j, g in rows) / n
-    out["flip_rate"] = sum((j["orders"][0] > 0.5) != (j["orders"][1] > 0.5) for j, _ in rows) / n
-    out["first_position"] = sum((j["orders"][0] > 0.5) + (j["orders"][1] < 0.5) for j, _ in rows) / (2 * n)
+    if all(j["orders"][1] is not None for j, _ in rows):  # both orders judged
+        out["accuracy_b_first"] = sum(agrees(j["orders"][1], g) for j, g in rows) / n
+        out["flip_rate"] = sum((j["orders"][0] > 0.5) != (j["orders"][1] > 0.5) for j, _ in rows) / n
+        out["first_position"] = sum((j["orders"][0] > 0.5) + (j["orders"][1] < 0.5) for j, _ in rows) / (2 * n)
     binned: list[list[tuple[float, float]]] = [[] for _ in range(bins)]
     for j, g in rows:
         confidence = max(j["p"], 1 - j["p"])

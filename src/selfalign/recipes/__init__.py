@@ -24,6 +24,7 @@ RECIPES = (
     "critique",
     "hir",
     "self_critique",
+    "rlaif",
 )
 
 

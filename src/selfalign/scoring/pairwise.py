@@ -105,12 +105,14 @@ class PairwiseJudge(_Principled):
         clamp: tuple[float, float] = (0.4, 0.6),
         min_mass: float = 1e-4,
         seed: int = 0,
+        swap: bool = True,
     ):
         if (cot_template is None) != (decode is None):
             raise ValueError("a chain-of-thought judge needs both cot_template and decode")
         self.policy, self.template, self.batch_size = policy, template, batch_size
         self.principles, self.ensemble, self.seed = principles, ensemble, seed
         self.cot_template, self.decode, self.clamp, self.min_mass = cot_template, decode, clamp, min_mass
+        self.swap = swap
         self.label_ids = label_ids(policy, labels)
         self.name = f"pairwise:{policy.source}" + (":cot" if decode else "")
 
@@ -138,13 +140,17 @@ class PairwiseJudge(_Principled):
     def judgements(self, prompts: list[str], a: list[str], b: list[str]) -> list[dict]:
         """Per pair: p = P(a better than b) averaged over both orders (and over the principles of an ensemble),
         `orders` = P(a better) with a shown first and with b shown first, the label mass of each order, the
-        principle(s), the rationales, and whether the verdict was parseable in both orders."""
+        principle(s), the rationales, and whether the verdict was parseable in both orders. Without `swap`, only
+        a is shown first and p is that order's label (what the position bias costs)."""
         chosen = self._principles(len(prompts))
         items = [(i, c) for i, cs in enumerate(chosen) for c in cs]
         args = [[prompts[i] for i, _ in items], [a[i] for i, _ in items], [b[i] for i, _ in items]]
         principles = [c for _, c in items]
         fwd, fwd_mass, fwd_why = self.first_wins(args[0], args[1], args[2], principles)
-        bwd, bwd_mass, bwd_why = self.first_wins(args[0], args[2], args[1], principles)
+        if self.swap:
+            bwd, bwd_mass, bwd_why = self.first_wins(args[0], args[2], args[1], principles)
+        else:  # stands for an order that agrees with the first, so that p = f below
+            bwd, bwd_mass, bwd_why = [1 - f for f in fwd], fwd_mass, [""] * len(fwd)
         per_pair: list[list[tuple]] = [[] for _ in prompts]
         for k, (i, c) in enumerate(items):
             valid = min(fwd_mass[k], bwd_mass[k]) >= self.min_mass
@@ -157,7 +163,7 @@ class PairwiseJudge(_Principled):
             out.append(
                 {
                     "p": p,
-                    "orders": [_mean([j[0] for j in ok]), _mean([j[1] for j in ok])],
+                    "orders": [_mean([j[0] for j in ok]), _mean([j[1] for j in ok]) if self.swap else None],
                     "label_mass": [min(j[2] for j in judged), min(j[3] for j in judged)],
                     "principles": [j[4] for j in judged if j[4]],
                     "rationales": [[j[5], j[6]] for j in judged if j[5] or j[6]],
