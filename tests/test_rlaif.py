@@ -85,3 +85,15 @@ def test_bad_inputs_are_refused_before_the_run(config, tmp_path, capsys):
     assert run(config, out, "params.template='{prompt}{first}{answer}'") == 2
     assert "unknown placeholder {answer}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_chain_of_thought_labels_are_clamped_and_rationales_staged(config, tmp_path):
+    out = tmp_path / "cot"
+    cot = ["params.cot_template='{prompt}{first}:{second}:{rationale}:'", "params.cot_tokens=3"]
+    assert run(config, out, "params.eft_pairs=0", "params.eft_prompts=0", *cot) == 0
+    pairs = read_jsonl(out / "round-001" / "pairs.jsonl")
+    assert pairs and all(0.4 <= p["label"] <= 0.6 and 0.4 <= p["orders"][0] <= 0.6 for p in pairs)
+    samples = read_jsonl(out / "round-001" / "samples.jsonl")
+    heads = [r["prompt"] for r in read_jsonl(out / "round-001" / "rationales-1.jsonl")]
+    assert heads[0] == samples[0]["prompt"] + samples[0]["completion"] + ":" + samples[1]["completion"] + ":"
+    assert (out / "round-001" / "rationales-2.jsonl").is_file()

@@ -15,6 +15,7 @@ policy's gold reward and win rate before and after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field
@@ -45,6 +46,12 @@ class RlaifParams(Strict):
         description="the pairwise judge prompt: {prompt}, {first}, {second} and optionally {principle}",
     )
     labels: tuple[str, str] = Field(("1", "2"), description="single tokens naming the first and the second response")
+    cot_template: str | None = Field(
+        None,
+        description="chain of thought: the judge decodes a rationale from this prompt up to {rationale}, then its "
+        "label is read after the whole (labels clamped to [0.4, 0.6], as CAI)",
+    )
+    cot_tokens: int = Field(64, gt=0, description="most tokens of a rationale")
     constitution: str | None = Field(None, description="JSONL of principles: the comparison ones fill {principle}")
     ensemble: bool = Field(False, description="average over every comparison principle instead of sampling one")
     swap: bool = Field(True, description="judge both orders and average (RLAIF's position-bias fix)")
@@ -57,6 +64,9 @@ PARAMS = RlaifParams
 
 def validate(p: RlaifParams, task: Task, cfg: RunConfig) -> None:
     check_template(p.template, PAIRWISE_FIELDS, {"first", "second"}, "params.template")
+    if p.cot_template is not None:
+        fields = PAIRWISE_FIELDS | {"rationale"}
+        check_template(p.cot_template, fields, {"first", "second", "rationale"}, "params.cot_template")
     if p.constitution is not None:
         load_constitution(p.constitution)
     if p.judge_model is not None:
@@ -98,6 +108,8 @@ def run(loop: Loop) -> None:
             batch_size=loop.cfg.sampling.batch_size,
             principles=principles,
             ensemble=p.ensemble,
+            cot_template=p.cot_template,
+            decode=rationales(loop, judge_model) if p.cot_template else None,
             seed=loop.run.seed("principles"),
             swap=p.swap,
         )
@@ -105,3 +117,17 @@ def run(loop: Loop) -> None:
     pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft)
     model = loop.train(1, sft, pairs, trainer="pairs")
     loop.evaluate(1, model, train_pairs=len(pairs), labeller=summary["labeller"])
+
+
+def rationales(loop: Loop, judge_model: str) -> Callable[[list[str]], list[str]]:
+    """The judge's greedy rationales, one stage per presentation order (`rationales-1`, `rationales-2`)."""
+    calls = iter(range(1, 3))
+
+    def decode(prompts: list[str]) -> list[str]:
+        name, n_tokens = f"rationales-{next(calls)}", loop.params.cot_tokens
+        rows = loop.generate(
+            1, name, judge_model, [str(i) for i in range(len(prompts))], prompts, max_new_tokens=n_tokens
+        )
+        return [r["completion"] for r in rows]
+
+    return decode
