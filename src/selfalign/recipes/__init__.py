@@ -25,6 +25,7 @@ RECIPES = (
     "hir",
     "self_critique",
     "rlaif",
+    "cai",
 )
 
 
