@@ -60,6 +60,7 @@ def test_cai_end_to_end_and_resume(tmp_path):
     assert [(r["prompt"], r["completion"]) for r in sft] == [(y["prompt"], y["completion"]) for y in final]
     pairs = read_jsonl(out / "round-002" / "pairs.jsonl")
     assert pairs and "flip_rate" in rows[2]["labeller"]
+    assert "graded responses by stage" in (out / "report.html").read_text()
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert main(["run", str(cfg), "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "manifest.json").read_text())["stages"] == stages

@@ -56,6 +56,7 @@ def test_eft_judge_soft_labels_and_resume(config, tmp_path):
         assert p["label"] == pytest.approx(0.5 + (p["orders"][0] - (1 - p["orders"][1])) / 2)
     labeller = read_jsonl(out / "metrics.jsonl")[1]["labeller"]
     assert {"accuracy", "flip_rate", "first_position", "ece"} <= set(labeller)
+    assert "labeller flip rate" in (out / "report.html").read_text()
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert "round-001/judge" in stages and "round-001/eft_pairs" in stages
     assert main(["run", str(config), "--out", str(out), "--resume", *SMALL, *args]) == 0

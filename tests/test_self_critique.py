@@ -38,6 +38,7 @@ def test_self_critique_end_to_end_and_resume(tmp_path):
     assert row["critiqueability"]["accuracy"] == sum(s == f for s, f in zip(said, flawed)) / len(flawed)
     critiques = read_jsonl(out / "round-000" / "critiques.jsonl")
     assert [c["prompt"] for c in critiques] == [a["prompt"] + a["completion"] + "!" for a in answers]
+    assert "refined with critique" in (out / "report.html").read_text()
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert main([*args, "--resume"]) == 0
     assert json.loads((out / "manifest.json").read_text())["stages"] == stages

@@ -99,6 +99,21 @@ def _scalar_table(values: dict[str, float | None]) -> str:
     return f"<table>{body}</table>"
 
 
+def _nested_table(values: dict[str, dict[str, object]]) -> str:
+    """Rows = the outer keys, columns = the scalar inner keys."""
+    cols = list(dict.fromkeys(k for v in values.values() for k, x in v.items() if isinstance(x, int | float)))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *cols])
+    body = "".join(
+        "<tr><td>{}</td>{}</tr>".format(html.escape(name), "".join(f"<td>{_fmt(v.get(c))}</td>" for c in cols))
+        for name, v in values.items()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(x: object) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else "" if x is None else html.escape(str(x))
+
+
 def _write(run_dir: Path, rows: list[dict]) -> Path:
     if all("weak_to_strong" in r for r in rows):
         png = plot_weak_to_strong(rows, run_dir / "weak_to_strong.png", title=f"{run_dir.name}: weak-to-strong")
@@ -157,6 +172,11 @@ def _write(run_dir: Path, rows: list[dict]) -> Path:
             extra += base64.b64encode(png_c.read_bytes()).decode() + '" alt="comprehensiveness against hallucination">'
             for part in ("critiqueability", "gdc", "refinement", "assisted", "rm_ranking_accuracy"):
                 extra += f"<h3>{part}</h3>{_scalar_table(r.get(part, {}))}"
+
+    for r in rows:  # outcomes by stage: SL-CAI's revisions, self-critique's answers and refinements
+        stages = r.get("sl_chain") or {k: v for k, v in r.items() if k == "answers" or k.startswith("refined ")}
+        if stages:
+            extra += f"<h2>Round {r['round']}: graded responses by stage</h2>{_nested_table(stages)}"
 
     for r in rows:  # weak-to-strong: PGR per teacher > student pair and loss
         if "pgr" in r:

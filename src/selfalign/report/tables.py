@@ -19,6 +19,8 @@ SCALARS = (
     ("train records", "train_records", "{}"),
     ("train pairs", "train_pairs", "{}"),
     ("annotation accuracy", "annotation_accuracy", "{:.1%}"),
+    ("labeller accuracy", "labeller.accuracy", "{:.1%}"),
+    ("labeller flip rate", "labeller.flip_rate", "{:.1%}"),
 )
 
 
