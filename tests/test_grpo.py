@@ -171,3 +171,13 @@ def test_process_supervision_config(tmp_path, capsys):
     assert "process supervision needs algorithm grpo and step scores" in capsys.readouterr().err
     out = run(tmp_path, "params.supervision=process", "params.scorer=gold")
     assert len(read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")) == 2
+
+
+def test_an_llm_judge_rating_is_the_reward(tmp_path, capsys):
+    """d-RLAIF: arith-tiny rates each response on 1-3 (its label probabilities after the rating prompt)."""
+    judge = ["params.scorer=judge", "params.scorer_path=builtin:arith-tiny", "params.judge.labels=['1','2','3']"]
+    out = run(tmp_path, *judge, "params.judge.template='{prompt}{response}='")
+    log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")
+    assert all(-1 <= s["reward"] <= 1 for s in log) and len({s["reward"] for s in log}) > 1
+    run(tmp_path, *judge, "params.judge.template='{prompt}{answer}='", expect=2)
+    assert "params.judge.template" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from selfalign.errors import InputError
 from selfalign.evaluation.metrics import judge_metrics
 from selfalign.models.loading import load_policy
 from selfalign.scoring.constitution import check_template, load_constitution
-from selfalign.scoring.pairwise import PairwiseJudge, PointwiseJudge, judge_records
+from selfalign.scoring.pairwise import PairwiseJudge, PointwiseJudge, judge_records, rating_records
 from selfalign.tasks.base import Problem
 
 
@@ -209,3 +209,10 @@ def test_without_the_swap_the_label_is_the_first_order_alone():
     (j,) = judge.judgements(["x"], ["y"], ["z"])
     assert j["p"] == pytest.approx(0.9) and j["orders"] == [pytest.approx(0.9), None]
     assert set(judge_metrics([j], [1.0])) == {"pairs", "invalid", "accuracy", "accuracy_a_first", "ece"}
+
+
+def test_rating_records_pick_the_label_nearest_the_gold_reward():
+    samples = [{"prompt": "p", "completion": c, "reward": r} for c, r in (("x", 0.0), ("y", 0.3), ("z", 0.9))]
+    recs = rating_records(samples, "{prompt}{response}=", ["a", "b", "c"], [1.0, 2.0, 3.0])
+    assert [r["completion"] for r in recs] == ["a", "b", "c"]  # targets 1.0, 1.6, 2.8
+    assert recs[1]["prompt"] == "py="

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from selfalign.errors import InputError
 
@@ -202,6 +202,37 @@ class TrainingConfig(Strict):
         description="batch examples of similar length together (less padding, same data per epoch); verifier"
         " training ignores it, since its labels depend on length",
     )
+
+
+class PointwiseJudgeConfig(Strict):
+    """The judge of `scorer: judge` (d-RLAIF, Lee et al. 2024): it rates a response on a scale of single-token labels;
+    the reward is the expected rating sum_i v_i P(label_i), mapped linearly to [-1, 1]."""
+
+    template: str = Field(
+        "Rate how well the response follows the request and every instruction in it, from 1 (not at all) to 5 "
+        "(fully).\n\nRequest: {prompt}\n\nResponse:\n{response}\n\nAnswer with the rating only.",
+        description="the rating prompt: {prompt}, {response}",
+    )
+    labels: list[str] = Field(["1", "2", "3", "4", "5"], min_length=2, description="single tokens, one per rating")
+    values: list[float] | None = Field(
+        None, description="each label's rating v_i (default: the labels read as numbers)"
+    )
+
+    @model_validator(mode="after")
+    def _one_value_per_label(self) -> PointwiseJudgeConfig:
+        if self.values is not None and len(self.values) != len(self.labels):
+            raise ValueError(f"{len(self.values)} values for {len(self.labels)} labels")
+        if self.values is None and not all(_is_number(x) for x in self.labels):
+            raise ValueError(f"labels {self.labels} are not numbers: give their ratings in values")
+        return self
+
+
+def _is_number(x: str) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True
 
 
 class PreferenceConfig(Strict):

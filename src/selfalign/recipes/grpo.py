@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict
+from selfalign.config import PointwiseJudgeConfig, RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.loop import Loop
 from selfalign.rollout import GroupRollout
@@ -44,7 +44,12 @@ class GrpoParams(Strict):
     epsilon_high: float | None = Field(None, gt=0, description="upper clip range (DAPO's clip-higher); default epsilon")
     beta: float = Field(0.0, ge=0, description="KL coefficient beta: k3 in the GRPO loss; RLOO: k1 in the reward")
     scorer: RewardKind = Field("checker", description=REWARD_HELP)
-    scorer_path: str | None = Field(None, description="the reward model or verifier directory (scorer rm/orm/prm)")
+    scorer_path: str | None = Field(
+        None, description="the reward model, verifier or judge directory (scorer rm/orm/prm/judge)"
+    )
+    judge: PointwiseJudgeConfig = Field(
+        default_factory=PointwiseJudgeConfig, description="scorer judge: the rating prompt and labels (d-RLAIF)"
+    )
     aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
     supervision: Literal["outcome", "process"] = Field(
         "outcome",
@@ -61,7 +66,7 @@ def validate(p: GrpoParams, task: Task, cfg: RunConfig) -> None:
     if cfg.training.batch_size % p.group_size:
         msg = f"must be a multiple of params.group_size ({p.group_size}): it counts sampled responses"
         raise InputError("<config>", msg, field="training.batch_size")
-    check_reward(p.scorer, p.scorer_path)
+    check_reward(p.scorer, p.scorer_path, p.judge)
     if p.supervision == "process" and (p.scorer not in ("prm", "gold") or p.algorithm != "grpo"):
         msg = "process supervision needs algorithm grpo and step scores: scorer prm, or gold (the checker's steps)"
         raise InputError("<config>", msg, field="params.supervision")
@@ -70,7 +75,7 @@ def validate(p: GrpoParams, task: Task, cfg: RunConfig) -> None:
 def run(loop: Loop) -> None:
     p: GrpoParams = loop.params
     cfg, s = loop.cfg, loop.cfg.sampling
-    scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
+    scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate, p.judge)
     model = loop.base
     loop.evaluate(0, model)
     for t in range(1, p.rounds + 1):

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import RunConfig, Strict
+from selfalign.config import PointwiseJudgeConfig, RunConfig, Strict
 from selfalign.errors import InputError
 from selfalign.loop import Loop
 from selfalign.rollout import PPORollout
@@ -53,7 +53,12 @@ class PpoParams(Strict):
     kl_horizon: float = Field(10_000, gt=0, description="adaptive beta: Ziegler's horizon K_beta, in responses")
     whiten_rewards: bool = Field(False, description="rescale the per-token rewards to unit variance before GAE")
     scorer: RewardKind = Field("rm", description=REWARD_HELP)
-    scorer_path: str | None = Field(None, description="the reward model or verifier directory (scorer rm/orm/prm)")
+    scorer_path: str | None = Field(
+        None, description="the reward model, verifier or judge directory (scorer rm/orm/prm/judge)"
+    )
+    judge: PointwiseJudgeConfig = Field(
+        default_factory=PointwiseJudgeConfig, description="scorer judge: the rating prompt and labels (d-RLAIF)"
+    )
     aggregate: Literal["product", "min", "last"] = Field("product", description="how a PRM's step scores combine")
 
 
@@ -64,13 +69,13 @@ def validate(p: PpoParams, task: Task, cfg: RunConfig) -> None:
     if cfg.training.steps % (p.ppo_epochs * p.minibatches):
         msg = f"must be a multiple of params.ppo_epochs x params.minibatches ({p.ppo_epochs * p.minibatches}):"
         raise InputError("<config>", f"{msg} the updates each rollout batch makes", field="training.steps")
-    check_reward(p.scorer, p.scorer_path)
+    check_reward(p.scorer, p.scorer_path, p.judge)
 
 
 def run(loop: Loop) -> None:
     p: PpoParams = loop.params
     cfg = loop.cfg
-    scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate)
+    scorer = reward_scorer(p.scorer, p.scorer_path, loop.load, loop.task, p.aggregate, p.judge)
     rollout_size = p.minibatches * cfg.training.grad_accum * cfg.training.batch_size
     model = loop.base
     loop.evaluate(0, model)

@@ -5,19 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, get_args
 
+from selfalign.config import PointwiseJudgeConfig
 from selfalign.errors import InputError
 from selfalign.models import ModelKind, Policy, resolve_model_path
 from selfalign.scoring.base import CheckerScorer, GoldRewardScorer, Scorer
+from selfalign.scoring.constitution import check_template
 from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.pairwise import POINTWISE_FIELDS, PointwiseJudge
 from selfalign.scoring.reward import RewardModelScorer
 from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
 from selfalign.tasks.base import Task
 
 ScorerKind = Literal["rm", "orm", "prm", "implicit"]
 SCORER_KINDS: tuple[str, ...] = get_args(ScorerKind)
-RewardKind = Literal["checker", "gold", "rm", "orm", "prm"]  # an online recipe's reward (`params.scorer`)
+RewardKind = Literal["checker", "gold", "rm", "orm", "prm", "judge"]  # an online recipe's reward (`params.scorer`)
 REWARD_HELP = (
-    "the reward: the task checker (1 correct / 0), the task's gold reward (an oracle), a reward model, an ORM or a PRM"
+    "the reward: the task checker (1 correct / 0), the task's gold reward (an oracle), a reward model, an ORM, a PRM, "
+    "or an LLM judge's rating in [-1, 1] (d-RLAIF; its prompt and labels in params.judge)"
 )
 Loader = Callable[[ModelKind, str], Policy]
 
@@ -45,8 +49,11 @@ def build_scorer(
     return ImplicitRewardScorer(load("policy", path), load("policy", reference), beta)
 
 
-def check_reward(kind: RewardKind, path: str | None) -> None:
-    """An online recipe's `params.scorer` / `params.scorer_path`, checked before the run directory exists."""
+def check_reward(kind: RewardKind, path: str | None, judge: PointwiseJudgeConfig | None = None) -> None:
+    """An online recipe's `params.scorer` / `params.scorer_path` (and `params.judge`), checked before the run
+    directory exists."""
+    if kind == "judge" and judge is not None:
+        check_template(judge.template, POINTWISE_FIELDS, {"response"}, "params.judge.template")
     if kind in ("checker", "gold") and path is not None:
         raise InputError(
             "<config>", "is for scorer rm, orm or prm, not the checker or the gold reward", field="params.scorer_path"
@@ -60,7 +67,12 @@ def check_reward(kind: RewardKind, path: str | None) -> None:
 
 
 def reward_scorer(
-    kind: RewardKind, path: str | None, load: Loader, task: Task, aggregate: Literal["product", "min", "last"]
+    kind: RewardKind,
+    path: str | None,
+    load: Loader,
+    task: Task,
+    aggregate: Literal["product", "min", "last"],
+    judge: PointwiseJudgeConfig | None = None,
 ) -> Scorer:
     """The scorer an online recipe's `params.scorer` names (see `check_reward`)."""
     if kind == "checker":
@@ -68,4 +80,7 @@ def reward_scorer(
     if kind == "gold":
         return GoldRewardScorer(task)
     assert path is not None
+    if kind == "judge":
+        judge = judge or PointwiseJudgeConfig()
+        return PointwiseJudge(load("policy", path), judge.template, judge.labels, judge.values)
     return build_scorer(kind, path, load, task, aggregate)

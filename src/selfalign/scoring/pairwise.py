@@ -71,6 +71,18 @@ def next_label_probs(
     return batched_forward(policy.model, rows, collate, read, batch_size)
 
 
+def rating_records(samples: list[dict], template: str, labels: Sequence[str], values: Sequence[float]) -> list[dict]:
+    """SFT records teaching a pointwise judge from graded samples (EFT): the label whose rating is nearest the
+    sample's gold reward, the reward in [0, 1] spread over the scale's range."""
+    lo, hi = min(values), max(values)
+    records = []
+    for r in samples:
+        target = lo + r["reward"] * (hi - lo)
+        label = labels[min(range(len(values)), key=lambda i: abs(values[i] - target))]
+        records.append({"prompt": template.format(prompt=r["prompt"], response=r["completion"]), "completion": label})
+    return records
+
+
 class _Principled:
     """One principle per call drawn from `principles` by (seed, item), the same for both orders; or, with
     `ensemble`, every principle, the item's judgement averaged over them (CAI's ensemble)."""
@@ -195,14 +207,16 @@ class PairwiseJudge(_Principled):
 
 
 class PointwiseJudge(_Principled):
-    """d-RLAIF's judge as a scorer: each response rated on the scale `labels` (single tokens whose int values are
-    the ratings; a tokenizer that splits digits has no single-token "10", so use 0-9 or a 1-5 rubric there)."""
+    """d-RLAIF's judge as a scorer: each response rated on the scale `labels` (single tokens; their ratings are
+    `values`, by default the labels read as numbers: a tokenizer that splits digits has no single-token "10", so
+    use 0-9 or a 1-5 rubric there)."""
 
     def __init__(
         self,
         policy: Policy,
         template: str,
         labels: Sequence[str] = ("1", "2", "3", "4", "5"),
+        values: Sequence[float] | None = None,
         batch_size: int = 256,
         principles: list[str] | None = None,
         ensemble: bool = False,
@@ -213,9 +227,11 @@ class PointwiseJudge(_Principled):
         self.principles, self.ensemble, self.seed, self.min_mass = principles, ensemble, seed, min_mass
         self.label_ids = label_ids(policy, labels)
         try:
-            self.values = [float(x) for x in labels]
+            self.values = [float(x) for x in (labels if values is None else values)]
         except ValueError:
-            raise ValueError(f"pointwise labels must be numbers, got {list(labels)}") from None
+            raise ValueError(f"pointwise labels must be numbers or have values, got {list(labels)}") from None
+        if len(self.values) != len(labels):
+            raise ValueError(f"{len(self.values)} values for {len(labels)} labels")
         self.name = f"pointwise:{policy.source}"
 
     def ratings(self, prompts: list[str], responses: list[str]) -> list[dict]:
