@@ -1,6 +1,7 @@
 """RLAIF on the gold-reward testbed (`configs/rlaif_letters.yaml`): DPO on 1,000 pairs of letters-sft's own samples
 labelled by the gold reward (the RLHF analogue), by letters-sft as an off-the-shelf judge, or by judges made from it
-by evaluation fine-tuning (EFT) on K gold judgements; soft or hard labels, with or without the position swap.
+by evaluation fine-tuning (EFT) on K gold judgements; soft or hard labels, with or without the position swap; and, as
+a control, gold labels each reversed with probability q (labellers of known accuracy, unbiased noise).
 
 Per system and seed: the labeller's accuracy against gold on the policy's pairs (swap-averaged and each order
 alone), its flip rate, first-position rate and ECE; the DPO policy's gold reward and win rate over letters-sft.
@@ -34,6 +35,8 @@ SYSTEMS = {
     "EFT judge, K = 2000": eft(2000),
     "EFT judge, K = 1000, hard labels": [*eft(1000), "params.soft=false"],
     "EFT judge, K = 1000, no swap": [*eft(1000), "params.swap=false"],
+    # labellers of known accuracy: each gold label reversed with probability q
+    **{f"gold labels, {q:.0%} flipped": ["params.labeller=gold", f"params.gold_flip={q}"] for q in (0.2, 0.3, 0.4)},
 }
 CONFIG = "rlaif_letters.yaml"
 NO_EFT = ["params.eft_pairs=0", "params.eft_prompts=0"]

@@ -98,3 +98,15 @@ def test_chain_of_thought_labels_are_clamped_and_rationales_staged(config, tmp_p
     heads = [r["prompt"] for r in read_jsonl(out / "round-001" / "rationales-1.jsonl")]
     assert heads[0] == samples[0]["prompt"] + samples[0]["completion"] + ":" + samples[1]["completion"] + ":"
     assert (out / "round-001" / "rationales-2.jsonl").is_file()
+
+
+def test_flipped_gold_labels_give_a_labeller_of_known_accuracy(config, tmp_path):
+    out = tmp_path / "flip"
+    assert (
+        run(config, out, "params.labeller=gold", "params.eft_pairs=0", "params.eft_prompts=0", "params.gold_flip=0.3")
+        == 0
+    )
+    pairs = read_jsonl(out / "round-001" / "pairs.jsonl")
+    wrong = sum(not p["gold_agrees"] for p in pairs) / len(pairs)
+    assert 0.1 < wrong < 0.5
+    assert read_jsonl(out / "metrics.jsonl")[1]["labeller"]["accuracy"] == pytest.approx(1 - wrong)

@@ -11,6 +11,7 @@ touches files, seeds or provenance itself.
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -275,13 +276,20 @@ class Loop:
         return self.run.jsonl_stage(round, "pairs", produce)[0]
 
     def label_pairs(
-        self, round: int, samples: list[dict], judge: PairwiseJudge | None, soft: bool, name: str = "pairs"
+        self,
+        round: int,
+        samples: list[dict],
+        judge: PairwiseJudge | None,
+        soft: bool,
+        name: str = "pairs",
+        flip: float = 0.0,
     ) -> tuple[list[dict], dict]:
         """Stage `round-XXX/<name>`: each prompt's first two distinct samples (a, b), labelled p = P(a better) by
         `judge` (both orders averaged unless its `swap` is off), or by the gold reward when `judge` is None (gold
-        ties dropped). The preferred one is `chosen`; a soft label keeps epsilon = 1 - max(p, 1 - p) (the DPO
-        loss's per-pair label smoothing), a hard one none. Invalid verdicts are dropped. Each pair keeps its label,
-        the judge's orders and whether gold agrees; the summary holds the labeller's metrics against gold."""
+        ties dropped; with `flip`, each gold label is reversed with that probability: a labeller of known accuracy).
+        The preferred one is `chosen`; a soft label keeps epsilon = 1 - max(p, 1 - p) (the DPO loss's per-pair
+        label smoothing), a hard one none. Invalid verdicts are dropped. Each pair keeps its label, the judge's
+        orders and whether gold agrees; the summary holds the labeller's metrics against gold."""
         stage = f"{round_dir(round)}/{name}"
 
         def produce() -> tuple[list[dict], dict]:
@@ -295,7 +303,9 @@ class Loop:
                     ends.append((distinct[0], distinct[1]))
             gold = [None if a["reward"] == b["reward"] else float(a["reward"] > b["reward"]) for a, b in ends]
             if judge is None:
-                judged = [{"p": g, "orders": [g, g], "valid": True} for g in gold]
+                rng = random.Random(self.run.seed(f"{stage}/flip"))
+                noisy = [1 - g if rng.random() < flip else g for g in gold if g is not None]
+                judged = [{"p": g, "orders": [g, g], "valid": True} for g in noisy]
             else:
                 a, b = [a["completion"] for a, _ in ends], [b["completion"] for _, b in ends]
                 judged = judge.judgements([a["prompt"] for a, _ in ends], a, b)

@@ -57,6 +57,9 @@ class RlaifParams(Strict):
     swap: bool = Field(True, description="judge both orders and average (RLAIF's position-bias fix)")
     soft: bool = Field(True, description="soft labels (per-pair label smoothing 1 - p) instead of hard ones")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the pairs")
+    gold_flip: float = Field(
+        0.0, ge=0, le=1, description="labeller gold: reverse each label with this probability (a known accuracy)"
+    )
 
 
 PARAMS = RlaifParams
@@ -71,6 +74,8 @@ def validate(p: RlaifParams, task: Task, cfg: RunConfig) -> None:
         load_constitution(p.constitution)
     if p.judge_model is not None:
         resolve_model_path(p.judge_model)
+    if p.gold_flip and p.labeller != "gold":
+        raise InputError("<config>", "flips the gold labeller's labels only", field="params.gold_flip")
     if p.eft_pairs and p.labeller == "gold":
         raise InputError("<config>", "EFT trains a judge; the gold labeller has none", field="params.eft_pairs")
     if p.eft_pairs and p.eft_prompts < p.eft_pairs:
@@ -114,7 +119,7 @@ def run(loop: Loop) -> None:
             swap=p.swap,
         )
     samples = loop.sample(1, "samples", sft, problems[: p.prompts], n=2, temperature=p.temperature, filter="pairs")
-    pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft)
+    pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft, flip=p.gold_flip)
     model = loop.train(1, sft, pairs, trainer="pairs")
     loop.evaluate(1, model, train_pairs=len(pairs), labeller=summary["labeller"])
 
