@@ -389,3 +389,28 @@ def test_eval_metrics_reach_the_round_row() -> None:
         "inst_level_loose_acc",
     }
     assert all(0 <= v <= 1 for v in metrics.values())
+
+
+def test_hindsight_prompt_keeps_exactly_the_constraints_followed() -> None:
+    task = IfevalTask(IfevalTaskConfig(name="ifeval", n_train=60, max_constraints=3))
+    texts = [
+        "",
+        "HELLO WORLD, THIS IS LOUD.",
+        "a plain reply without commas",
+        '"quoted reply"',
+        "* one\n* two\n* three",
+    ]
+    relabelled = 0
+    for q in task.train_problems(1, 0):
+        for text in texts:
+            prompt = ifeval.hindsight_prompt(q, text)
+            assert prompt.startswith(q.meta["request"])
+            met = [s for s in q.meta["constraints"] if follows(s, text)]
+            for spec in q.meta["constraints"]:
+                assert (describe(spec) in prompt) == (spec in met)
+            relabelled += len(met) < len(q.meta["constraints"])
+            assert (prompt == q.prompt) == (len(met) == len(q.meta["constraints"]))
+    assert relabelled > 0
+    loaded = Problem("x", "Write a poem.", "", meta={"constraints": []})
+    with pytest.raises(ValueError, match="no bare request"):
+        ifeval.hindsight_prompt(loaded, "text")

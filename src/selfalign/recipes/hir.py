@@ -8,12 +8,16 @@ every sample, the failures too, by relabelling the instruction to the one the ou
     for t = 1..T:
         D_t = n samples per training prompt from pi_{t-1} under q+                  (online phase, T = 1.0)
         relabel: a correct output keeps q+ (its negative q-); a wrong one gets q- (its negative q+)
+                 ifeval: the prompt rewritten to the constraints the output follows (its negative: the prompt it
+                 failed, or, when it followed all, another prompt of the round: HIR's in-batch negatives)
         pi_t = pi_{t-1} trained on D_t with the HIR loss: label-smoothed NLL, a contrastive term against the
                negative instruction and an entropy bonus, on random sub-outputs    (offline phase, `training.hir`)
         evaluate pi_t under q+
 """
 
 from __future__ import annotations
+
+import random
 
 from pydantic import Field
 
@@ -23,6 +27,7 @@ from selfalign.loop import Loop
 from selfalign.records import Problem
 from selfalign.tasks.arithmetic import ArithmeticTask
 from selfalign.tasks.base import Task
+from selfalign.tasks.ifeval import IfevalTask, hindsight_prompt
 
 SUMMARY = "HIR: hindsight instruction relabelling, every sample trained under the instruction it followed."
 
@@ -48,8 +53,11 @@ PARAMS = HirParams
 
 
 def validate(p: HirParams, task: Task, cfg: RunConfig) -> None:
+    if isinstance(task, IfevalTask) and cfg.task.prompts_path is None:
+        return
     if not isinstance(task, ArithmeticTask):
-        raise InputError("<config>", "hir relabels arithmetic outputs (correct / wrong) only", field="task.name")
+        msg = "hir relabels arithmetic outputs (correct / wrong) or generated ifeval prompts (constraints met)"
+        raise InputError("<config>", msg, field="task.name")
 
 
 def run(loop: Loop) -> None:
@@ -66,17 +74,34 @@ def run(loop: Loop) -> None:
             t, "samples", model, problems, prompts=[instructed(q) for q in problems], n=p.n, hinted=False
         )
         by_id = {q.id: q for q in problems}
-        data = [
-            {
-                "prompt": instructed(by_id[r["problem_id"]], p.correct if r["correct"] else p.wrong),
-                "negative_prompt": instructed(by_id[r["problem_id"]], p.wrong if r["correct"] else p.correct),
-                "completion": r["completion"],
-                "source": r["id"],
-            }
-            for r in samples
-        ]
+        if isinstance(loop.task, IfevalTask):
+            rng = random.Random(loop.run.seed(f"negatives-{t}"))
+            data = [hindsight_record(by_id[r["problem_id"]], r, problems, rng) for r in samples]
+        else:
+            data = [
+                {
+                    "prompt": instructed(by_id[r["problem_id"]], p.correct if r["correct"] else p.wrong),
+                    "negative_prompt": instructed(by_id[r["problem_id"]], p.wrong if r["correct"] else p.correct),
+                    "completion": r["completion"],
+                    "source": r["id"],
+                }
+                for r in samples
+            ]
         options = {"epsilon": p.epsilon, "entropy_coef": p.entropy_coef, "sub_outputs": p.sub_outputs}
         options["label_smoothing"] = p.label_smoothing
         model = loop.train(t, model, data, trainer="hir", **options)
         correct = sum(r["correct"] for r in samples)
         loop.evaluate(t, model, prompt=instructed, train_records=len(data), relabelled_wrong=len(data) - correct)
+
+
+def hindsight_record(q: Problem, sample: dict, problems: list[Problem], rng: random.Random) -> dict:
+    """An ifeval sample under the prompt it followed; its negative the prompt it failed, or another of the round's."""
+    negative = q.prompt
+    if sample["correct"]:
+        negative = rng.choice([o for o in problems if o.id != q.id]).prompt
+    return {
+        "prompt": hindsight_prompt(q, sample["completion"]),
+        "negative_prompt": negative,
+        "completion": sample["completion"],
+        "source": sample["id"],
+    }

@@ -228,9 +228,22 @@ def draw_prompt(request: str, n: int, rng: random.Random) -> tuple[str, list[dic
     return prompt, specs
 
 
-def make_problem(prompt: str, specs: list[dict], pid: str | None = None) -> Problem:
+def make_problem(prompt: str, specs: list[dict], pid: str | None = None, request: str | None = None) -> Problem:
     pid = pid or "ifeval-" + hashlib.sha256(prompt.encode()).hexdigest()[:12]  # same prompt, same id in any round
-    return Problem(id=pid, prompt=prompt, answer="", difficulty=len(specs), meta={"constraints": specs})
+    meta = {"constraints": specs} | ({"request": request} if request is not None else {})
+    return Problem(id=pid, prompt=prompt, answer="", difficulty=len(specs), meta=meta)
+
+
+def hindsight_prompt(problem: Problem, completion: str) -> str:
+    """HIR's relabelled instruction: the request with only the constraints the completion follows (strictly), in
+    the original order, so that any response is a positive example of some prompt."""
+    if "request" not in problem.meta:
+        raise ValueError(f"problem {problem.id} has no bare request to relabel (a prompt file's problem?)")
+    prompt = problem.meta["request"]
+    for spec in problem.meta["constraints"]:
+        if follows(spec, completion):
+            prompt += ("\n" if "\n" in prompt else " ") + describe(spec)
+    return prompt
 
 
 def draw_problems(
@@ -239,8 +252,9 @@ def draw_problems(
     """n distinct prompts; `field` is the config setting blamed when there are not that many."""
     problems: dict[str, Problem] = {}
     for _ in range(100 * n):
-        prompt, specs = draw_prompt(rng.choice(requests), rng.randint(1, max_constraints), rng)
-        problems.setdefault(prompt, make_problem(prompt, specs))
+        request = rng.choice(requests)
+        prompt, specs = draw_prompt(request, rng.randint(1, max_constraints), rng)
+        problems.setdefault(prompt, make_problem(prompt, specs, request=request))
         if len(problems) == n:
             return list(problems.values())
     raise InputError("<config>", f"cannot draw {n} distinct prompts; ask for fewer", field=field)
