@@ -33,7 +33,10 @@ SYSTEMS = {
     "EFT judge, K = 200": eft(200),
     "EFT judge, K = 1000": eft(1000),
     "EFT judge, K = 2000": eft(2000),
+    "off-the-shelf judge, hard labels": ["params.soft=false"],
     "EFT judge, K = 1000, hard labels": [*eft(1000), "params.soft=false"],
+    "EFT judge, K = 2000, hard labels": [*eft(2000), "params.soft=false"],
+    "EFT judge, K = 2000, hard labels, no swap": [*eft(2000), "params.soft=false", "params.swap=false"],
     "EFT judge, K = 1000, no swap": [*eft(1000), "params.swap=false"],
     # labellers of known accuracy: each gold label reversed with probability q
     **{f"gold labels, {q:.0%} flipped": ["params.labeller=gold", f"params.gold_flip={q}"] for q in (0.2, 0.3, 0.4)},
@@ -52,7 +55,7 @@ def main() -> None:
         for name in args.systems
     }
     labeller = [
-        [name, *(spread([r[1]["labeller"].get(m, float("nan")) for r in rows]) for m in LABELLER)]
+        [name, *(spread([r[1]["labeller"][m] for r in rows]) if m in rows[0][1]["labeller"] else "" for m in LABELLER)]
         for name, rows in results.items()
     ]
     print("\nlabeller against gold on the policy's pairs\n" + markdown_table(["labeller", *LABELLER], labeller))
