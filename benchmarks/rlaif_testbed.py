@@ -77,8 +77,9 @@ def main() -> None:
     for i, (name, rows) in enumerate(results.items()):
         xs = [100 * r[1]["labeller"]["accuracy"] for r in rows]
         ys = [100 * r[1]["win_rate"] for r in rows]
-        ax.scatter(xs, ys, color=f"C{i}", s=14)
-        ax.errorbar(statistics.mean(xs), statistics.mean(ys), fmt="o", color=f"C{i}", label=name, markersize=6)
+        color, marker = plt.cm.tab20(i % 20), "s" if name.startswith("gold") else "o"  # gold-based: squares
+        ax.scatter(xs, ys, color=color, s=14, marker=marker)
+        ax.errorbar(statistics.mean(xs), statistics.mean(ys), fmt=marker, color=color, label=name, markersize=6)
     ax.set_xlabel("labeller accuracy against gold on the policy's pairs (%)")
     ax.set_ylabel("policy win rate over letters-sft (%)")
     ax.grid(alpha=0.3)
