@@ -28,6 +28,7 @@ LABELS, VALUES = ["a", "b", "c", "d", "e"], [1.0, 2.0, 3.0, 4.0, 5.0]
 TEMPLATE = "{prompt}{response}:"
 JUDGE = [f"params.judge.labels={LABELS}", f"params.judge.values={VALUES}", f"params.judge.template='{TEMPLATE}'"]
 PPO = ["params.rounds=1"]
+CONFIG = "ppo_letters.yaml"
 
 
 def eft_judge(out: Path, k: int, seed: int) -> Path:
@@ -72,40 +73,26 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[200, 2000], help="EFT sizes: gold-rated samples")
     args = ap.parse_args()
     table = []
-    rows = [
-        run("ppo_letters.yaml", args.out / f"gold-s{s}", s, [*PPO, "params.scorer=gold", "params.scorer_path=null"])
-        for s in args.seeds
-    ]
-    table.append(
-        [
-            "gold reward (oracle)",
-            "",
-            spread([r[-1]["gold_reward"] for r in rows], "{:.3f}"),
-            spread([r[-1]["win_rate"] for r in rows]),
-        ]
-    )
-    for k in args.ks:
-        accuracy, rows = [], []
-        for s in args.seeds:
-            judge = eft_judge(args.out / f"judge-k{k}-s{s}", k, s)
-            accuracy.append(pair_accuracy(judge))
-            rows.append(
-                run(
-                    "ppo_letters.yaml",
-                    args.out / f"judge-k{k}-ppo-s{s}",
-                    s,
-                    [*PPO, "params.scorer=judge", f"params.scorer_path={judge}", *JUDGE],
-                )
-            )
-        table.append(
-            [
-                f"EFT judge, K = {k}",
-                spread(accuracy),
-                spread([r[-1]["gold_reward"] for r in rows], "{:.3f}"),
-                spread([r[-1]["win_rate"] for r in rows]),
-            ]
+
+    def row(name: str, runs: list[list[dict]], accuracy: list[float] | None = None) -> None:
+        gold = spread([r[-1]["gold_reward"] for r in runs], "{:.3f}")
+        table.append([name, spread(accuracy) if accuracy else "", gold, spread([r[-1]["win_rate"] for r in runs])])
+
+    for whiten in (False, True):
+        extra, tag, suffix = (
+            (["params.whiten_rewards=true"], ", whitened rewards", "-whitened") if whiten else ([], "", "")
         )
-    start = spread([r[0]["gold_reward"] for r in rows], "{:.3f}")
+        gold = [*PPO, *extra, "params.scorer=gold", "params.scorer_path=null"]
+        row(f"gold reward (oracle){tag}", [run(CONFIG, args.out / f"gold{suffix}-s{s}", s, gold) for s in args.seeds])
+        for k in args.ks:
+            accuracy, runs = [], []
+            for s in args.seeds:
+                judge = eft_judge(args.out / f"judge-k{k}-s{s}", k, s)
+                accuracy.append(pair_accuracy(judge))
+                scorer = [*PPO, *extra, "params.scorer=judge", f"params.scorer_path={judge}", *JUDGE]
+                runs.append(run(CONFIG, args.out / f"judge-k{k}-ppo{suffix}-s{s}", s, scorer))
+            row(f"EFT judge, K = {k}{tag}", runs, accuracy)
+    start = spread([r[0]["gold_reward"] for r in runs], "{:.3f}")
     print(f"\nPPO, one round (letters-sft: gold reward {start})\n")
     print(markdown_table(["reward", "judge accuracy on held-out gold pairs", "gold reward", "win rate vs SFT"], table))
 
