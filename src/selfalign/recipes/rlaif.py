@@ -96,13 +96,14 @@ def run(loop: Loop) -> None:
     sft = loop.base
     loop.evaluate(0, sft)
     problems = loop.task.train_problems(1, loop.cfg.seed)
-    judge = None
+    judge, eft_judgements = None, 0
     if p.labeller == "judge":
         judge_model = p.judge_model or sft
         if p.eft_pairs:  # EFT: the judge learns its prompt format from K gold-labelled judgements
             eft = problems[p.prompts : p.prompts + p.eft_prompts]
             samples = loop.sample(1, "eft_samples", sft, eft, n=2, temperature=p.temperature, filter="none")
             gold, _ = loop.label_pairs(1, samples, None, soft=False, name="eft_pairs")
+            eft_judgements = len(gold[: p.eft_pairs])  # fewer than K when too many sampled pairs tie on gold
             lessons = judge_records(gold[: p.eft_pairs], p.template, p.labels)
             judge_model = loop.train(1, judge_model, lessons, steps=p.eft_steps, name="judge")
         principles = load_constitution(p.constitution).comparisons if p.constitution else None
@@ -121,7 +122,7 @@ def run(loop: Loop) -> None:
     samples = loop.sample(1, "samples", sft, problems[: p.prompts], n=2, temperature=p.temperature, filter="pairs")
     pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft, flip=p.gold_flip)
     model = loop.train(1, sft, pairs, trainer="pairs")
-    loop.evaluate(1, model, train_pairs=len(pairs), labeller=summary["labeller"])
+    loop.evaluate(1, model, train_pairs=len(pairs), labeller=summary["labeller"], eft_judgements=eft_judgements)
 
 
 def rationales(loop: Loop, judge_model: str) -> Callable[[list[str]], list[str]]:
