@@ -1,5 +1,7 @@
 """d-RLAIF (Lee et al. 2024) on the gold-reward testbed: PPO from letters-sft (`configs/ppo_letters.yaml`, one round)
-with an LLM judge's rating as the reward, against PPO on the gold reward itself.
+with an LLM judge's rating as the reward, against PPO on the gold reward itself and on distilled reward models
+(RLAIF's canonical form: an RM trained on 1,000 labelled pairs, `configs/rlaif_letters.yaml params.mode=distilled`,
+labelled by gold or by the K = 2000 EFT pairwise judge).
 
 The judge is letters-sft after evaluation fine-tuning (EFT) on K of its own samples rated by gold: the gold reward
 (a share in [0, 1]) mapped to the nearest of five labels a..e = ratings 1..5 (`scoring.pairwise.rating_records`).
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from common import markdown_table, run, spread, testbed_parser
+from common import markdown_table, run, slug, spread, testbed_parser
 
 from selfalign.config import LettersTaskConfig, TrainingConfig
 from selfalign.generation import SamplingParams, make_sampler
@@ -28,6 +30,12 @@ LABELS, VALUES = ["a", "b", "c", "d", "e"], [1.0, 2.0, 3.0, 4.0, 5.0]
 TEMPLATE = "{prompt}{response}:"
 JUDGE = [f"params.judge.labels={LABELS}", f"params.judge.values={VALUES}", f"params.judge.template='{TEMPLATE}'"]
 PPO = ["params.rounds=1"]
+EFT_2000 = ["params.eft_pairs=2000", "params.eft_prompts=3000", "params.eft_steps=375"]  # as rlaif_testbed.py
+DISTILLED = {
+    "gold labels": ["params.labeller=gold", "params.eft_pairs=0", "params.eft_prompts=0"],
+    "EFT judge K = 2000, soft labels": EFT_2000,
+    "EFT judge K = 2000, hard labels": [*EFT_2000, "params.soft=false"],
+}
 CONFIG = "ppo_letters.yaml"
 
 
@@ -92,9 +100,20 @@ def main() -> None:
                 scorer = [*PPO, *extra, "params.scorer=judge", f"params.scorer_path={judge}", *JUDGE]
                 runs.append(run(CONFIG, args.out / f"judge-k{k}-ppo{suffix}-s{s}", s, scorer))
             row(f"EFT judge, K = {k}{tag}", runs, accuracy)
+    for name, labeller in DISTILLED.items():
+        accuracy, runs = [], []
+        for s in args.seeds:
+            labels = run(
+                "rlaif_letters.yaml", args.out / f"rm-{slug(name)}-s{s}", s, ["params.mode=distilled", *labeller]
+            )
+            accuracy.append(labels[1]["accuracy"]["held-out pairs"])
+            rm = args.out / f"rm-{slug(name)}-s{s}" / "round-001" / "reward_model"
+            runs.append(run(CONFIG, args.out / f"rm-{slug(name)}-ppo-s{s}", s, [*PPO, f"params.scorer_path={rm}"]))
+        row(f"distilled RM, {name}", runs, accuracy)
     start = spread([r[0]["gold_reward"] for r in runs], "{:.3f}")
     print(f"\nPPO, one round (letters-sft: gold reward {start})\n")
-    print(markdown_table(["reward", "judge accuracy on held-out gold pairs", "gold reward", "win rate vs SFT"], table))
+    header = ["reward", "judge or RM accuracy on held-out gold pairs", "gold reward", "win rate vs SFT"]
+    print(markdown_table(header, table))
 
 
 if __name__ == "__main__":

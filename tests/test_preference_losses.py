@@ -137,3 +137,15 @@ def test_dpo_nll_adds_length_normalised_chosen_nll():
     logps, n = torch.tensor([-10.0, -4.0]), torch.tensor([5, 2])
     got = obj.dpo_nll_loss(c, r, logps, n, beta=0.5, alpha=2.0)
     assert torch.allclose(got, obj.dpo_loss(c, r, 0.5) + 2.0 * torch.tensor([2.0, 2.0]))
+
+
+def test_soft_label_bradley_terry_is_the_cross_entropy_on_p_chosen():
+    torch.manual_seed(0)
+    c, r, m = torch.randn(8), torch.randn(8), torch.rand(8)
+    eps = torch.rand(8) * 0.5
+    assert torch.allclose(obj.bradley_terry_loss(c, r, m, 0.0), obj.bradley_terry_loss(c, r, m))
+    p = torch.sigmoid(c - r - m)  # the RM's P(chosen better); the soft target is 1 - eps
+    want = -((1 - eps) * p.log() + eps * (1 - p).log())
+    assert torch.allclose(obj.bradley_terry_loss(c, r, m, eps), want, atol=1e-6)
+    # the two orders of a pair with target 1 - eps and eps give the same loss
+    assert torch.allclose(obj.bradley_terry_loss(c, r, None, eps), obj.bradley_terry_loss(r, c, None, 1 - eps))

@@ -110,3 +110,12 @@ def test_flipped_gold_labels_give_a_labeller_of_known_accuracy(config, tmp_path)
     wrong = sum(not p["gold_agrees"] for p in pairs) / len(pairs)
     assert 0.1 < wrong < 0.5
     assert read_jsonl(out / "metrics.jsonl")[1]["labeller"]["accuracy"] == pytest.approx(1 - wrong)
+
+
+def test_distilled_mode_trains_a_reward_model_on_the_soft_labels(config, tmp_path):
+    out = tmp_path / "distilled"
+    assert run(config, out, "params.mode=distilled", "params.eft_pairs=0", "params.eft_prompts=0") == 0
+    assert (out / "round-001" / "reward_model" / "config.json").is_file()
+    row = read_jsonl(out / "metrics.jsonl")[1]
+    assert 0 <= row["accuracy"]["held-out pairs"] <= 1 and "labeller" in row
+    assert not (out / "round-001" / "checkpoint").exists()  # no policy trained

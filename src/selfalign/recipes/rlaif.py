@@ -1,4 +1,5 @@
-"""RLAIF (Lee et al. 2024), direct form: preference labels from an AI labeller instead of humans, then DPO.
+"""RLAIF (Lee et al. 2024): preference labels from an AI labeller instead of humans, then DPO (direct) or a reward
+model trained on the soft labels (distilled; optimise it with the `ppo` or `rejection` recipe: `scorer_path`).
 
     judge J  = `judge_model` (default: the policy's start, a same-size labeller), optionally after evaluation
                fine-tuning (EFT, Self-Rewarding LMs) on K gold-labelled judgements in its own prompt format:
@@ -7,7 +8,9 @@
     p  = P(y_a better) = the label tokens' renormalised probabilities, averaged over both orders (`swap`); or the
          gold reward's verdict (`labeller: gold`, the RLHF analogue)
     pairs: chosen = the preferred one; soft labels keep epsilon = 1 - max(p, 1 - p) in the DPO loss, hard ones none
-    pi = DPO(pi_sft, pairs)
+    direct:    pi = DPO(pi_sft, pairs)
+    distilled: r_phi = argmin E[-(1 - eps) log sigma(r(y_w) - r(y_l)) - eps log sigma(r(y_l) - r(y_w))] from pi_sft,
+               with its accuracy on the task's held-out gold pairs
 
 Reported: the labeller's accuracy against gold (averaged and per order), flip rate, first-position rate, ECE; the
 policy's gold reward and win rate before and after.
@@ -33,6 +36,9 @@ SUMMARY = "RLAIF: pairs of policy samples labelled by an LLM judge (off the shel
 
 class RlaifParams(Strict):
     labeller: Literal["judge", "gold"] = Field("judge", description="an LLM judge, or the gold reward (RLHF)")
+    mode: Literal["direct", "distilled"] = Field(
+        "direct", description="direct: DPO on the labels; distilled: a reward model on them (round-001/reward_model)"
+    )
     judge_model: str | None = Field(None, description="the judge's checkpoint (default: the policy's start)")
     eft_pairs: int = Field(
         0, ge=0, description="K: gold judgements to fine-tune the judge on first (0 = off the shelf)"
@@ -121,8 +127,16 @@ def run(loop: Loop) -> None:
         )
     samples = loop.sample(1, "samples", sft, problems[: p.prompts], n=2, temperature=p.temperature, filter="pairs")
     pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft, flip=p.gold_flip)
+    extra = {"train_pairs": len(pairs), "labeller": summary["labeller"], "eft_judgements": eft_judgements}
+    if p.mode == "distilled":
+        rm = loop.train(1, sft, pairs, trainer="reward", name="reward_model")
+        if (held_out := loop.task.eval_pairs()) is not None:
+            loop.evaluate_pairs(1, rm, held_out, **extra)
+        else:
+            loop.record(1, extra)
+        return
     model = loop.train(1, sft, pairs, trainer="pairs")
-    loop.evaluate(1, model, train_pairs=len(pairs), labeller=summary["labeller"], eft_judgements=eft_judgements)
+    loop.evaluate(1, model, **extra)
 
 
 def rationales(loop: Loop, judge_model: str) -> Callable[[list[str]], list[str]]:

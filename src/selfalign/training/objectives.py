@@ -103,13 +103,17 @@ def dpo_nll_loss(
 
 
 def bradley_terry_loss(
-    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin: torch.Tensor | None = None
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    epsilon: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """Reward-model loss -log sigma(r_c - r_r - m); m is the Llama-2 margin for the pair's label strength."""
+    """Reward-model loss -(1 - eps) log sigma(d) - eps log sigma(-d), d = r_c - r_r - m: m is the Llama-2 margin for
+    the pair's label strength, eps its soft label (RLAIF's distilled RM: cross-entropy on P(chosen) = 1 - eps)."""
     diff = chosen_rewards - rejected_rewards
     if margin is not None:
         diff = diff - margin
-    return -F.logsigmoid(diff)
+    return -(1 - epsilon) * F.logsigmoid(diff) - epsilon * F.logsigmoid(-diff)
 
 
 def outcome_loss(logits: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:

@@ -28,18 +28,20 @@ def train_reward(
 ) -> list[dict]:
     """Fit `rm` to the pairs; `margins` = None, "small" or "large" (Llama 2 margins by label strength).
 
-    A pair's own numeric `margin` field is used as given. Logs accuracy and mean reward margin.
+    A pair's own numeric `margin` field is used as given, and its `epsilon` (a soft label: P(chosen better) = 1 -
+    epsilon) when it has one. Logs accuracy and mean reward margin.
     """
-    data = [{**encode_pair(rm, p), "margin": llama2_margin(p, margins)} for p in pairs]
+    data = [{**encode_pair(rm, p), "margin": llama2_margin(p, margins), "epsilon": p.get("epsilon")} for p in pairs]
     pad_id = rm.tokenizer.pad_token_id
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         chosen, rejected = scalar_rewards(model, batch).chunk(2)
-        loss = bradley_terry_loss(chosen, rejected, batch["margin"]).mean()  # margin 0 = plain Bradley-Terry
+        loss = bradley_terry_loss(chosen, rejected, batch["margin"], batch["epsilon"]).mean()  # 0, 0: Bradley-Terry
         diff = (chosen - rejected).detach()
         return loss, {"accuracy": (diff > 0).float().mean(), "margin": diff.mean()}
 
-    source = Records(data, partial(collate_pairs, pad_id=pad_id), [pair_length(x) for x in data])
+    collate = partial(collate_pairs, pad_id=pad_id, defaults={"epsilon": 0.0})
+    source = Records(data, collate, [pair_length(x) for x in data])
     return train_and_save(rm, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)
 
 
