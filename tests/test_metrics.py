@@ -51,3 +51,11 @@ def test_ranking_accuracy_counts_pairs_with_different_truth_and_half_for_ties():
     assert ranking_accuracy([([1, 0, 0], [0.9, 0.1, 0.5])]) == 1.0  # the 0-0 pair does not count
     assert ranking_accuracy([([1, 0], [0.1, 0.9]), ([2, 1], [0.3, 0.3])]) == 0.25
     assert ranking_accuracy([([1, 1], [0.0, 1.0])]) is None
+
+
+def test_share_and_graded_summary_by_hand():
+    from selfalign.evaluation.metrics import graded_summary, share
+
+    assert share([True, False, True, True]) == 0.75 and share([]) is None
+    rows = [{"correct": True, "reward": 1.0, "n_tokens": 4}, {"correct": False, "reward": 0.5, "n_tokens": 8}]
+    assert graded_summary(rows) == {"correct": 0.5, "gold reward": 0.75, "mean tokens": 6.0}

@@ -82,6 +82,21 @@ def policy_metrics(
     return metrics
 
 
+def share(xs: Iterable[bool]) -> float | None:
+    """The share of true values; None when there are none."""
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def graded_summary(rows: Sequence[dict]) -> dict[str, float | None]:
+    """One response per problem, graded: the share correct, the mean gold reward and the mean length in tokens."""
+    return {
+        "correct": share(r["correct"] for r in rows),
+        "gold reward": sum(r["reward"] for r in rows) / len(rows),
+        "mean tokens": sum(r["n_tokens"] for r in rows) / len(rows),
+    }
+
+
 def win_rate(rows: list[dict], baseline: list[dict]) -> float:
     """Share of eval samples whose gold reward beats the starting model's on the same prompt and
     sample index (ties count half): the gold win rate against round 0 (the SFT model)."""

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
+from selfalign.evaluation.metrics import graded_summary
 from selfalign.loop import Loop
 from selfalign.scoring.constitution import check_template, load_constitution
 from selfalign.scoring.pairwise import PAIRWISE_FIELDS, PairwiseJudge
@@ -91,7 +92,7 @@ def run(loop: Loop) -> None:
 
     # SL-CAI: critique -> revision rounds, each with a principle drawn per prompt
     responses = loop.sample(1, "responses", start, sl, n=1, temperature=p.temperature, filter="none")
-    chain = {"revision 0": _outcome(responses)}
+    chain = {"revision 0": graded_summary(responses)}
     for r in range(1, p.revisions + 1):
         rng = random.Random(loop.run.seed(f"principles-{r}"))
         drawn = [rng.choice(constitution.revisions) for _ in sl]
@@ -114,7 +115,7 @@ def run(loop: Loop) -> None:
             for q, y, c, (_, v) in zip(sl, responses, critiques, drawn)
         ]
         responses = loop.sample(1, f"revisions-{r}", start, sl, asks, n=1, temperature=p.temperature, hinted=False)
-        chain[f"revision {r}"] = _outcome(responses)
+        chain[f"revision {r}"] = graded_summary(responses)
     targets = [{"prompt": y["prompt"], "completion": y["completion"], "source": y["id"]} for y in responses]
     m_sl = loop.train(1, start, targets, steps=p.sl_steps)
     loop.evaluate(1, m_sl, sl_chain=chain, train_records=len(targets))
@@ -136,11 +137,3 @@ def run(loop: Loop) -> None:
     pairs, summary = loop.label_pairs(2, samples, judge, soft=True)
     m_rl = loop.train(2, m_sl, pairs, trainer="pairs")
     loop.evaluate(2, m_rl, train_pairs=len(pairs), labeller=summary["labeller"])
-
-
-def _outcome(rows: list[dict]) -> dict[str, float]:
-    return {
-        "gold reward": sum(r["reward"] for r in rows) / len(rows),
-        "accuracy": sum(r["correct"] for r in rows) / len(rows),
-        "mean tokens": sum(r["n_tokens"] for r in rows) / len(rows),
-    }

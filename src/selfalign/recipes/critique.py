@@ -31,7 +31,7 @@ from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
 from selfalign.errors import InputError
-from selfalign.evaluation.metrics import ranking_accuracy
+from selfalign.evaluation.metrics import ranking_accuracy, share
 from selfalign.loop import Loop
 from selfalign.records import Problem, pair_record
 from selfalign.tasks import critique as cq
@@ -350,8 +350,8 @@ def refinement(
         prompts = [cq.refine_prompt(s.problem, s.text, c) for s, c in zip(sols, crits)]
         rows = loop.generate(4, f"refine-{set_name}-{name.split()[0]}", model, [s.id for s in sols], prompts)
         right = [loop.task.check(s.problem, r["completion"]).correct for s, r in zip(sols, rows)]
-        out[f"{set_name} fixed, {name}"] = _share([r for r, w in zip(right, wrong) if w])
-        out[f"{set_name} broken, {name}"] = _share([not r for r, w in zip(right, wrong) if not w])
+        out[f"{set_name} fixed, {name}"] = share([r for r, w in zip(right, wrong) if w])
+        out[f"{set_name} broken, {name}"] = share([not r for r, w in zip(right, wrong) if not w])
     return out
 
 
@@ -367,16 +367,12 @@ def self_critique(
         rows = loop.generate(4, f"critiqueability-{set_name}", model, [s.id for s in sols], prompts, max_new_tokens=4)
         said[set_name] = [r["completion"].strip() == "yes" for r in rows]
         flawed = [bool(cq.faults(s.problem, s.text.split())) for s in sols]
-        accuracy[set_name] = _share([a == f for a, f in zip(said[set_name], flawed)])
+        accuracy[set_name] = share([a == f for a, f in zip(said[set_name], flawed)])
     own = tests["own"]
     critique_right = [g["cbi"] if g["flawed"] else g["completion"].strip() == cq.NO_FLAW for g in own_critiques]
     gdc = {
-        "G answers correct": _share([loop.task.check(s.problem, s.text).correct for s in own]),
+        "G answers correct": share([loop.task.check(s.problem, s.text).correct for s in own]),
         "D critiqueability accuracy": accuracy["own"],
-        "C critique accuracy": _share(critique_right),
+        "C critique accuracy": share(critique_right),
     }
     return accuracy, gdc
-
-
-def _share(xs: list[bool]) -> float | None:
-    return sum(xs) / len(xs) if xs else None

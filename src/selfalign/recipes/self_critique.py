@@ -18,9 +18,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from selfalign.config import RunConfig, Strict
-from selfalign.evaluation.metrics import ranking_accuracy, win_rate
+from selfalign.evaluation.metrics import graded_summary, ranking_accuracy, share, win_rate
 from selfalign.loop import Loop
-from selfalign.records import Problem
 from selfalign.scoring.constitution import check_template
 from selfalign.tasks.base import Task
 
@@ -103,16 +102,20 @@ def run(loop: Loop) -> None:
             0, "refined_plain", model, problems, ask(p.plain_refine_template), n=1, temperature=0.0, hinted=False
         ),
     }
-    row = {"answers": outcome(loop, answers, problems)}
+
+    def outcome(rows: list[dict]) -> dict:
+        return graded_summary(rows) | loop.task.eval_metrics(rows)
+
+    row = {"answers": outcome(answers)}
     for name, rows in refined.items():
-        row[f"refined {name}"] = outcome(loop, rows, problems) | {
-            "fixed": _share([r["correct"] for r, f in zip(rows, flawed) if f]),
-            "broken": _share([not r["correct"] for r, f in zip(rows, flawed) if not f]),
+        row[f"refined {name}"] = outcome(rows) | {
+            "fixed": share([r["correct"] for r, f in zip(rows, flawed) if f]),
+            "broken": share([not r["correct"] for r, f in zip(rows, flawed) if not f]),
             "win rate over answers": win_rate(rows, answers),
         }
     row["critiqueability"] = {
-        "accuracy": _share([(q > 0.5) == f for q, f in zip(p_flawed, flawed)]),
-        "said flawed": _share([q > 0.5 for q in p_flawed]),
+        "accuracy": share([(q > 0.5) == f for q, f in zip(p_flawed, flawed)]),
+        "said flawed": share([q > 0.5 for q in p_flawed]),
         "auc": ranking_accuracy([([float(f) for f in flawed], p_flawed)]),
     }
     row["gdc"] = {
@@ -120,17 +123,3 @@ def run(loop: Loop) -> None:
         "D critiqueability accuracy": row["critiqueability"]["accuracy"],
     }
     loop.record(0, row | {"accuracy": {name: v["correct"] for name, v in row.items() if "correct" in v}})
-
-
-def outcome(loop: Loop, rows: list[dict], problems: list[Problem]) -> dict:
-    """The checker's verdicts on one response per problem: correct, gold reward, mean tokens, task metrics."""
-    return {
-        "correct": _share([r["correct"] for r in rows]),
-        "gold reward": sum(r["reward"] for r in rows) / len(rows),
-        "mean tokens": sum(r["n_tokens"] for r in rows) / len(rows),
-        **loop.task.eval_metrics(rows),
-    }
-
-
-def _share(xs: list[bool]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
