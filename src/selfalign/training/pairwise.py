@@ -15,13 +15,14 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from selfalign.batching import Batch, batched_forward, collate_pairs, encode_pair, model_inputs, pair_length
 from selfalign.config import PreferenceConfig, RefinementConfig, TrainingConfig
 from selfalign.models import Policy
 from selfalign.training import objectives as obj
 from selfalign.training.spa import Refiner
-from selfalign.training.trainer import Records, train_and_save
+from selfalign.training.trainer import Records, forward_precision, train_and_save
 
 
 def split_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -46,15 +47,17 @@ def reference_of(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
 
 
-def precompute_reference(policy: Policy, data: list[dict], batch_size: int) -> None:
-    """Store the reference log-probs of every pair in place (one pass, before any update)."""
+def precompute_reference(policy: Policy, data: list[dict], batch_size: int, precision: str) -> None:
+    """Store the reference log-probs of every pair in place (one pass, before any update), on the training
+    device in the training's forward precision."""
 
     def read(model: torch.nn.Module, batch: Batch) -> list[tuple[float, float]]:
         chosen, rejected, _, _ = concatenated_logps(model, batch)
         return list(zip(chosen.tolist(), rejected.tolist()))
 
     collate = partial(collate_pairs, pad_id=policy.tokenizer.pad_token_id)
-    with reference_of(policy.model) as ref:
+    device = PartialState().device
+    with reference_of(policy.model.to(device)) as ref, forward_precision(precision, device):
         logps = batched_forward(ref, data, collate, read, batch_size, length=pair_length)
     for x, (c, r) in zip(data, logps):
         x["ref_chosen"], x["ref_rejected"] = c, r
@@ -106,7 +109,7 @@ def train_pairwise(
     data = [{**encode_pair(policy, p, max_length), "epsilon": p.get("epsilon")} for p in pairs]
     frozen = None
     if pref.reference == "precompute" and refinement is None:
-        precompute_reference(policy, data, cfg.batch_size)
+        precompute_reference(policy, data, cfg.batch_size, cfg.mixed_precision)
     elif not hasattr(policy.model, "disable_adapter"):
         frozen = copy.deepcopy(policy.model).eval().requires_grad_(False)
     pad_id = policy.tokenizer.pad_token_id

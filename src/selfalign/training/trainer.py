@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -38,6 +39,13 @@ def resolve_mixed_precision(setting: str) -> str:
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def forward_precision(setting: str, device: torch.device) -> torch.autocast:
+    """Training's forward precision, for forwards outside the prepared model: a precomputed or frozen reference in
+    fp32 against a bf16 policy would start DPO's implicit rewards off zero."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_mixed_precision(setting))
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps: int):
@@ -105,6 +113,10 @@ def train_loop(
     Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics).
     """
     steps = steps or cfg.steps
+    # accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with another mixed
+    # precision (a bf16 policy stage after an fp32 reward stage on GPU); each stage has its own, so start afresh.
+    # The PartialState (the process group) stays.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
@@ -118,7 +130,7 @@ def train_loop(
         loader = accelerator.prepare(_loader(source, cfg, seed, accelerator.num_processes))
         stream = _epochs(loader)
     else:
-        stream = _online(source, model, cfg.grad_accum, accelerator.device)
+        stream = _online(source, model, cfg.grad_accum, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     for obj in stateful:
         accelerator.register_for_checkpointing(obj)
@@ -131,7 +143,7 @@ def train_loop(
             for _ in range(len(log) * cfg.grad_accum):
                 next(stream)
         else:
-            stream = _online(source, model, cfg.grad_accum, accelerator.device, start=len(log) + 1)
+            stream = _online(source, model, cfg.grad_accum, accelerator, start=len(log) + 1)
     bar = tqdm(
         total=steps, initial=len(log), desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process
     )
@@ -140,7 +152,8 @@ def train_loop(
         for _ in range(cfg.grad_accum):
             batch = next(stream)
             with accelerator.accumulate(model):
-                loss, extra = compute_loss(model, batch)
+                with accelerator.autocast():  # covers a reference forward inside the loss too
+                    loss, extra = compute_loss(model, batch)
                 accelerator.backward(loss)
                 grad_norm = None
                 if accelerator.sync_gradients:
@@ -206,16 +219,17 @@ def _epochs(loader: DataLoader) -> Iterator[Batch]:
 
 
 def _online(
-    source: Online, model: torch.nn.Module, grad_accum: int, device: torch.device, start: int = 1
+    source: Online, model: torch.nn.Module, grad_accum: int, accelerator: Accelerator, start: int = 1
 ) -> Iterator[Batch]:
     step = start
     while True:
         for micro in range(grad_accum):
             model.eval()
-            with torch.no_grad():
+            # the rollout's old and reference log-probs in the loss's precision, so a first update's ratio is 1
+            with torch.no_grad(), accelerator.autocast():
                 batch = source.next_batch(step, micro)
             model.train()
-            yield {k: v.to(device) for k, v in batch.items()}
+            yield {k: v.to(accelerator.device) for k, v in batch.items()}
         step += 1
 
 
