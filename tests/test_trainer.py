@@ -72,6 +72,14 @@ def test_training_lowers_loss_and_saves_a_loadable_checkpoint(tiny_model_dir, tm
         assert torch.equal(a.cpu(), b)
 
 
+def test_stages_of_one_process_may_differ_in_mixed_precision(tiny_model_dir):
+    """accelerate keeps one process-wide state: a bf16 stage after an fp32 one used to raise on GPU."""
+    records = [{"prompt": "1+1=", "completion": "x2"}] * 4
+    for precision in ("no", "bf16"):
+        cfg = TrainingConfig(lr=1e-3, steps=1, batch_size=2, mixed_precision=precision)
+        assert len(train_sft(load_policy(str(tiny_model_dir)), records, cfg, None)) == 1
+
+
 @pytest.mark.slow
 def test_two_process_accelerate_matches_one_process(tiny_model_dir, tmp_path):
     """Same global batch (8 x 2 processes vs 8 x 2 accumulation): the loss curves must agree."""
