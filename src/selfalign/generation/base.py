@@ -28,6 +28,8 @@ class Generation:
 
 
 class Sampler(Protocol):
+    backend: str  # engine and version, named in provenance
+
     def generate(
         self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
     ) -> list[Generation]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import transformers
 from tqdm.auto import tqdm
 
 from selfalign.generation.base import Generation, SamplingParams
@@ -13,6 +14,7 @@ class HFSampler:
     def __init__(self, policy: Policy, batch_size: int = 128):
         self.policy = policy
         self.batch_size = batch_size
+        self.backend = f"hf transformers {transformers.__version__}"  # named in provenance
 
     @torch.no_grad()
     def generate(
