@@ -100,3 +100,23 @@ def test_existing_run_dir_requires_resume(tmp_path, capsys):
     assert (out / "manifest.json").read_text() == before
     # A changed config cannot resume the old run.
     assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.k=2"]) == 2
+
+
+def test_tensorboard_receives_the_metrics_rows_and_training_logs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = run(tmp_path, "star", "params.rounds=1", "tracking.report_to=[tensorboard]")
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    rows = read_jsonl(out / "metrics.jsonl")
+    for row in rows:
+        for tag, value in [("accuracy/2", row["accuracy"]["2"]), ("mean_tokens", row["mean_tokens"])]:
+            logged = {e.step: e.value for e in events.Scalars(f"metrics/{tag}")}
+            assert logged[row["round"]] == pytest.approx(value)
+    assert len(rows) == 2
+    train_log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")
+    losses = events.Scalars("round-001/train/loss")
+    assert [(e.step, e.value) for e in losses] == [(e["step"], pytest.approx(e["loss"])) for e in train_log]
+    # trackers are not part of the frozen config: a resumed run may drop or add them
+    cfg = tmp_path / "star.yaml"
+    assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.rounds=1"]) == 0

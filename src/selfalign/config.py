@@ -278,6 +278,17 @@ class EvalConfig(Strict):
     batch_size: int = Field(256, gt=0)
 
 
+class TrackingConfig(Strict):
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
+        default_factory=list,
+        description="experiment trackers that receive each round's metrics row (as metrics.jsonl) and every training"
+        " stage's per-step log: tensorboard writes under <run>/tensorboard (pip install tensorboard); wandb and"
+        " trackio log to their project (WANDB_MODE=offline works without a network). Not part of the frozen config:"
+        " a resumed run may change it",
+    )
+    project: str = Field("selfalign", description="wandb/trackio project; the run is named after the run directory")
+
+
 class RunConfig(Strict):
     recipe: str = Field(description="recipe name; see `selfalign recipes`")
     name: str | None = Field(None, description="run name (default: recipe)")
@@ -288,6 +299,7 @@ class RunConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     preference: PreferenceConfig = PreferenceConfig()
     eval: EvalConfig = EvalConfig()
+    tracking: TrackingConfig = TrackingConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="recipe-specific parameters")
 
     # Where each setting came from, so later checks (recipe params, task data) can name the file and line or the

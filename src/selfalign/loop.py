@@ -220,6 +220,8 @@ class Loop:
             torch.manual_seed(seed)  # a fresh head or LoRA adapter is drawn the same way when the stage is redone
             model = self.load(spec.model, init, trainable=True, **spec.load_options(options))
             log = spec.fit(model, records, training, ckpt, seed=seed, steps=steps, desc=stage, **options)
+            for entry in log:
+                self.run.track({stage: {k: v for k, v in entry.items() if k != "step"}}, step=entry["step"])
             return {
                 "records": len(records),
                 "steps": steps,
@@ -471,6 +473,7 @@ class Loop:
         metrics.update(extra)
         self.metric_rows = [r for r in self.metric_rows if r["round"] != metrics["round"]] + [metrics]
         self.run.write_metrics(self.metric_rows)
+        self.run.track({"metrics": metrics}, step=metrics["round"])
         return metrics
 
 

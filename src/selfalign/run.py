@@ -89,7 +89,8 @@ class Run:
         self.created = False  # this process made the run (wrote its manifest) and may discard it while nothing is done
         self._made: Path | None = None  # the topmost directory this process created for the run
         self._lock: FileLock | None = None
-        frozen = cfg.model_dump(mode="json")
+        frozen = cfg.model_dump(mode="json", exclude={"tracking"})
+        self._trackers: list | None = None  # started at the first `track`
         if self.state.is_main_process:
             if not (self.root / LOCK).exists():
                 self._open(frozen, resume)  # not (yet) a selfalign directory: refuse before touching anything
@@ -269,8 +270,31 @@ class Run:
         self.created = False
         return True
 
+    def track(self, values: dict[str, Any], step: int) -> None:
+        """The numbers in `values` (nested dicts flattened to `a/b`) to the configured trackers, at `step`."""
+        if not self.cfg.tracking.report_to or not self.state.is_main_process:
+            return
+        if self._trackers is None:
+            from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+            self._trackers = []
+            for name in self.cfg.tracking.report_to:
+                make = LOGGER_TYPE_TO_CLASS[name]  # wandb's and trackio's first argument is the project
+                if name == "tensorboard":
+                    tracker = make(".", logging_dir=self.root / "tensorboard")
+                else:
+                    tracker = make(self.cfg.tracking.project, name=self.root.name)
+                tracker.start()
+                self._trackers.append(tracker)
+        scalars = dict(_scalars(values))
+        for tracker in self._trackers:
+            tracker.log(scalars, step=step)
+
     def close(self) -> None:
-        """Release the lock on the run directory (the OS releases it too if the process dies)."""
+        """Release the lock on the run directory (the OS releases it too if the process dies); end the trackers."""
+        for tracker in self._trackers or ():
+            tracker.finish()
+        self._trackers = None
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 (self.root / LOCK_INFO).unlink(missing_ok=True)
@@ -350,3 +374,11 @@ class Run:
 
     def provenance(self, round: int, model: str, **extra: Any) -> dict[str, Any]:
         return {"run": self.root.name, "round": round, "model": model, "seed": self.cfg.seed, **extra}
+
+
+def _scalars(values: dict[str, Any], prefix: str = ""):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{key}/")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield f"{prefix}{key}", value
