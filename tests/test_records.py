@@ -32,3 +32,52 @@ def test_non_object_line(tmp_path):
     f.write_text("[1, 2]\n")
     with pytest.raises(InputError, match="line 1: expected a JSON object"):
         read_jsonl(f)
+
+
+def test_inputs_load_through_datasets_from_parquet_and_csv(tmp_path):
+    """Pairs, stepwise data, weak labels and prompts read from parquet or CSV equal the same rows in JSONL."""
+    import datasets
+
+    from selfalign.records import load_pairs, load_stepwise, load_weak_labels
+    from selfalign.tasks.ifeval import load_problems
+
+    cases = {
+        "pairs": ([{"prompt": f"p{i}", "chosen": "a", "rejected": "b", "margin": 1.0} for i in range(3)], load_pairs),
+        "stepwise": ([{"prompt": "1+1=", "completions": ["x", "y"], "labels": [True, False]}], load_stepwise),
+        "weak": (
+            [{"id": f"r{i}", "label": i / 4} for i in range(3)],
+            lambda p: load_weak_labels(p, ["r0", "r1", "r2"]),
+        ),
+        "prompts": (
+            [
+                {
+                    "id": "q1",
+                    "prompt": "Write a poem.",
+                    "constraints": [{"id": "keywords:existence", "kwargs": {"keywords": ["moon"]}}],
+                }
+            ],
+            load_problems,
+        ),
+    }
+    for name, (rows, load) in cases.items():
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        datasets.Dataset.from_list(rows).to_parquet(tmp_path / f"{name}.parquet")
+        assert load(tmp_path / f"{name}.parquet") == load(tmp_path / f"{name}.jsonl"), name
+    flat = cases["pairs"][0]
+    datasets.Dataset.from_list(flat).to_csv(tmp_path / "pairs.csv", index=False)
+    assert load_pairs(tmp_path / "pairs.csv") == load_pairs(tmp_path / "pairs.jsonl")
+
+
+def test_a_table_missing_a_column_or_a_cell_names_it(tmp_path):
+    import datasets
+
+    from selfalign.records import load_pairs
+
+    datasets.Dataset.from_list([{"prompt": "p", "chosen": "a"}]).to_parquet(tmp_path / "a.parquet")
+    with pytest.raises(InputError, match=r"a.parquet: field 'rejected': missing column \(columns: prompt, chosen\)"):
+        load_pairs(tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("prompt,chosen,rejected\np,a,b\nq,,c\n")
+    with pytest.raises(InputError, match=r"b.csv, line 3: field 'chosen': missing required field"):
+        load_pairs(tmp_path / "b.csv")
+    with pytest.raises(InputError, match=r"c.parquet: file not found"):
+        load_pairs(tmp_path / "c.parquet")

@@ -115,6 +115,44 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str,
     return [rec for _, rec in iter_jsonl(path, required)]
 
 
+TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
+
+
+def iter_records(source: str | Path, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a user's input (prompts, pairs, stepwise or weak labels) with their line numbers: a JSONL file
+    read by `iter_jsonl`, or through `datasets` a local .parquet, .csv or .json (an array) file (numbered by row,
+    or by line for a CSV, header on line 1) or a hub dataset `hf:<id>` / `hf:<id>:<split>` (default split train;
+    numbered by row). A missing column, or an empty cell in a required one, is an error naming the source, row
+    and field."""
+    text = str(source)
+    kind = TABLE_FORMATS.get(Path(text).suffix.lower())
+    if kind is None and not text.startswith("hf:"):
+        yield from iter_jsonl(source, required)
+        return
+    import datasets
+
+    try:
+        if kind is not None:
+            if not Path(text).is_file():
+                raise InputError(text, "file not found")
+            rows = datasets.load_dataset(kind, data_files=text, split="train")
+        else:
+            name, _, split = text.removeprefix("hf:").partition(":")
+            rows = datasets.load_dataset(name, split=split or "train")
+    except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as e:
+        raise InputError(text, f"cannot load through datasets: {e}") from None
+    required = tuple(required)
+    for key in required:
+        if key not in rows.column_names:
+            raise InputError(text, f"missing column (columns: {', '.join(rows.column_names)})", field=key)
+    offset = 2 if kind == "csv" else 1
+    for i, rec in enumerate(rows):
+        for key in required:
+            if rec[key] is None:
+                raise InputError(text, "missing required field", line=i + offset, field=key)
+        yield i + offset, {k: v for k, v in rec.items() if v is not None}
+
+
 # -- record types -------------------------------------------------------------------------------
 
 
@@ -224,7 +262,7 @@ def load_pairs(path: str | Path) -> tuple[list[dict], Counter]:
     counted, never silently trained on."""
     path = Path(path)
     pairs, skipped = [], Counter()
-    for lineno, rec in iter_jsonl(path, required=PAIR_FIELDS):
+    for lineno, rec in iter_records(path, required=PAIR_FIELDS):
         for key in PAIR_FIELDS:
             if not isinstance(rec[key], str):
                 raise InputError(path, f"must be a string, got {type(rec[key]).__name__}", line=lineno, field=key)
@@ -293,7 +331,7 @@ def load_stepwise(path: str | Path, label_kind: LabelKind = "binary") -> list[di
     check_label_kind(label_kind)
     path = Path(path)
     records = []
-    for lineno, rec in iter_jsonl(path, required=STEPWISE_FIELDS):
+    for lineno, rec in iter_records(path, required=STEPWISE_FIELDS):
         prompt, steps, labels = rec["prompt"], rec["completions"], rec["labels"]
         if not isinstance(prompt, str):
             raise InputError(path, f"must be a string, got {type(prompt).__name__}", line=lineno, field="prompt")
@@ -323,7 +361,7 @@ def load_weak_labels(path: str | Path, ids: list[str]) -> dict[str, float]:
     """A weak supervisor's labels, {id, label} per line, label = P(class 1) in [0, 1] (0/1 or true/false for hard
     labels); exactly one line for each of `ids`, the records the student learns from."""
     path, wanted, labels = Path(path), set(ids), {}
-    for lineno, rec in iter_jsonl(path, required=("id", "label")):
+    for lineno, rec in iter_records(path, required=("id", "label")):
         if rec["id"] not in wanted:
             raise InputError(
                 path, f"no record has id {rec['id']!r} (ids look like {ids[0]!r})", line=lineno, field="id"

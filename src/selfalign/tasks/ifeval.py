@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from selfalign.config import IfevalTaskConfig
 from selfalign.errors import InputError
-from selfalign.records import iter_jsonl
+from selfalign.records import iter_records
 from selfalign.tasks import ifbench
 from selfalign.tasks.base import Check, Problem, Task
 from selfalign.tasks.constraints import CONSTRAINTS, LAST, REGISTRY, compatible, describe, follows, split_sentences
@@ -277,7 +277,7 @@ def load_problems(path: str, skip_unsupported: bool = False) -> list[Problem]:
     With `skip_unsupported`, a line naming an unknown instruction id is left out instead (a benchmark's file)."""
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
-    for lineno, rec in iter_jsonl(path, required=("prompt",)):
+    for lineno, rec in iter_records(path, required=("prompt",)):
         if not isinstance(rec["prompt"], str) or not rec["prompt"].strip():
             raise InputError(path, "must be a non-empty string", line=lineno, field="prompt")
         raws = list(_raw_specs(path, lineno, rec))

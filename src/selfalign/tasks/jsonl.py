@@ -8,7 +8,7 @@ from types import UnionType
 
 from selfalign.config import JsonlTaskConfig
 from selfalign.errors import InputError
-from selfalign.records import iter_jsonl
+from selfalign.records import iter_records
 from selfalign.tasks.base import Check, Problem, Task
 
 
@@ -40,7 +40,7 @@ class JsonlTask(Task):
         problems: list[Problem] = []
         ids: dict[str, int] = {}
         questions: dict[str, int] = {}
-        for lineno, rec in iter_jsonl(path, required=(q, a)):
+        for lineno, rec in iter_records(path, required=(q, a)):
             for key in (q, a):
                 if not _plain(rec[key], str | int | float):
                     raise InputError(path, "must be a non-empty string", line=lineno, field=key)
