@@ -14,6 +14,7 @@ from selfalign.training import objectives
 from selfalign.training.objectives import IGNORE, sft_nll
 from selfalign.training.trainer import train_sft
 
+DDP_CPU = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp_cpu.yaml"
 SCRIPT = Path(__file__).parent / "scripts" / "train_curve.py"
 
 
@@ -81,28 +82,32 @@ def test_stages_of_one_process_may_differ_in_mixed_precision(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_matches_one_process(tiny_model_dir, tmp_path):
-    """Same global batch (8 x 2 processes vs 8 x 2 accumulation): the loss curves must agree."""
+@pytest.mark.parametrize("kind", ["sft", "pairs", "reward", "prm"])
+def test_two_process_ddp_matches_one_process(tiny_model_dir, tmp_path, kind):
+    """Same global batch (4 x 2 processes under DDP over gloo vs 4 x 2 accumulation in one): the loss curves and
+    the trained weights agree, and the script saw a group of two (the launch's `--cpu` would start one)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    subprocess.run([sys.executable, SCRIPT, tiny_model_dir, one, "8", "2"], check=True, env=env, capture_output=True)
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
-    proc = subprocess.run([*launch, SCRIPT, tiny_model_dir, two, "8", "1"], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, SCRIPT, tiny_model_dir, one, kind, "4", "2"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CPU)]
+    proc = subprocess.run(
+        [*launch, SCRIPT, tiny_model_dir, two, kind, "4", "1"], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
-    assert len(a) == len(b) == 12
-    assert a[-1] < a[0] - 0.3  # it learns
-    assert max(abs(x - y) for x, y in zip(a, b)) < 0.05, (a, b)
+    assert (a["processes"], b["processes"]) == (1, 2)
+    assert len(a["loss"]) == len(b["loss"]) == 8
+    assert a["loss"][-1] < a["loss"][0]  # it learns
+    assert max(abs(x - y) for x, y in zip(a["loss"], b["loss"])) < 1e-4, (a, b)
+    assert b["checksum"] == pytest.approx(a["checksum"], rel=1e-5)
+
+
+def test_a_launch_whose_processes_did_not_form_a_group_is_refused(monkeypatch):
+    from selfalign.distributed import process_state
+    from selfalign.errors import SelfAlignError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what a launch that forgot the process group leaves each process
+    with pytest.raises(SelfAlignError, match="launched as one of 2 processes, but the process group has 1"):
+        process_state()

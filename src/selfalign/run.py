@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from accelerate import PartialState
 from filelock import FileLock, Timeout
 
 from selfalign import __version__
 from selfalign.config import RunConfig, yaml_problem
+from selfalign.distributed import process_state
 from selfalign.errors import InputError, SelfAlignError
 from selfalign.records import atomic_write_text, read_jsonl, write_json, write_jsonl
 
@@ -85,7 +85,7 @@ class Run:
     def __init__(self, root: str | Path, cfg: RunConfig, resume: bool = False, command: str | None = None):
         self.root = Path(root)
         self.cfg = cfg
-        self.state = PartialState()
+        self.state = process_state()
         self.created = False  # this process made the run (wrote its manifest) and may discard it while nothing is done
         self._made: Path | None = None  # the topmost directory this process created for the run
         self._lock: FileLock | None = None

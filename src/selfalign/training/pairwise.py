@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 
 from selfalign.batching import Batch, batched_forward, collate_pairs, encode_pair, model_inputs, pair_length
 from selfalign.config import PreferenceConfig, RefinementConfig, TrainingConfig
+from selfalign.distributed import process_state
 from selfalign.models import Policy
 from selfalign.training import objectives as obj
 from selfalign.training.spa import Refiner
@@ -56,7 +56,7 @@ def precompute_reference(policy: Policy, data: list[dict], batch_size: int, prec
         return list(zip(chosen.tolist(), rejected.tolist()))
 
     collate = partial(collate_pairs, pad_id=policy.tokenizer.pad_token_id)
-    device = PartialState().device
+    device = process_state().device
     with reference_of(policy.model.to(device)) as ref, forward_precision(precision, device):
         logps = batched_forward(ref, data, collate, read, batch_size, length=pair_length)
     for x, (c, r) in zip(data, logps):

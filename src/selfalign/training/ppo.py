@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import torch
-from accelerate import PartialState
 
 from selfalign.batching import Batch, model_inputs
 from selfalign.config import TrainingConfig
+from selfalign.distributed import process_state
 from selfalign.models import Policy
 from selfalign.records import atomic_write
 from selfalign.training.grpo import token_entropy
@@ -122,7 +122,7 @@ def train_ppo(
     log = train_and_save(
         policy, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc, stateful=(source,), module=critic
     )
-    if out_dir is not None and PartialState().is_main_process:
+    if out_dir is not None and process_state().is_main_process:
         state = {"value_head": critic.value_head.state_dict(), "kl_coef": source.kl.value}
         atomic_write(Path(out_dir) / STATE_FILE, lambda f: torch.save(state, f))
     return log

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
@@ -28,6 +28,7 @@ from transformers import get_scheduler
 
 from selfalign.batching import Batch, encode_sft, model_inputs, pad_right
 from selfalign.config import TrainingConfig
+from selfalign.distributed import on_cpu, process_state
 from selfalign.errors import SelfAlignError
 from selfalign.models import Policy
 from selfalign.training.objectives import sft_nll
@@ -117,7 +118,11 @@ def train_loop(
     # precision (a bf16 policy stage after an fp32 reward stage on GPU); each stage has its own, so start afresh.
     # The PartialState (the process group) stays.
     AcceleratorState._reset_state()
+    process_state()  # the process group first: an Accelerator made before it would miss a CPU launch's group
     accelerator = Accelerator(
+        cpu=on_cpu(),
+        # `steps` counts optimizer steps of the whole group: accelerate would step the schedule once per process
+        step_scheduler_with_optimizer=False,
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
@@ -159,7 +164,8 @@ def train_loop(
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                    scheduler.step()
                 optimizer.zero_grad()
             losses.append(loss.detach())
             for k, v in extra.items():
@@ -338,7 +344,7 @@ def train_and_save(
     )
     if module is None:  # else policy.model, inside `module`, was trained in place
         policy.model = trained
-    state = PartialState()
+    state = process_state()
     if out_dir is not None and state.is_main_process:
         save_checkpoint(policy, out_dir, log)
         shutil.rmtree(checkpoints, ignore_errors=True)
