@@ -85,7 +85,8 @@ def test_stages_of_one_process_may_differ_in_mixed_precision(tiny_model_dir):
 @pytest.mark.parametrize("kind", ["sft", "pairs", "reward", "prm"])
 def test_two_process_ddp_matches_one_process(tiny_model_dir, tmp_path, kind):
     """Same global batch (4 x 2 processes under DDP over gloo vs 4 x 2 accumulation in one): the loss curves and
-    the trained weights agree, and the script saw a group of two (the launch's `--cpu` would start one)."""
+    the trained weights agree, the saved checkpoint reloads, and the script saw a group of two (the launch's
+    `--cpu` would start one)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     one, two = tmp_path / "one.json", tmp_path / "two.json"
@@ -102,6 +103,7 @@ def test_two_process_ddp_matches_one_process(tiny_model_dir, tmp_path, kind):
     assert a["loss"][-1] < a["loss"][0]  # it learns
     assert max(abs(x - y) for x, y in zip(a["loss"], b["loss"])) < 1e-4, (a, b)
     assert b["checksum"] == pytest.approx(a["checksum"], rel=1e-5)
+    assert b["reloaded"] == pytest.approx(b["checksum"], rel=1e-7)  # the checkpoint the group saved reloads
 
 
 def test_a_launch_whose_processes_did_not_form_a_group_is_refused(monkeypatch):

@@ -31,23 +31,27 @@ steps = [
     for i, (r, h) in enumerate(zip(sft, halves))
 ]
 cfg = TrainingConfig(lr=3e-3, steps=8, batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=0.0)
+ckpt = out + ".checkpoint"
 torch.manual_seed(0)  # a fresh head is drawn the same in every process
 if kind == "sft":
     model = load("policy", model_dir)
-    log = train_sft(model, sft, cfg, out_dir=None, seed=0)
+    log = train_sft(model, sft, cfg, out_dir=ckpt, seed=0)
 elif kind == "pairs":
     model = load("policy", model_dir, dtype="float32")
-    log = train_pairwise(model, pairs, cfg, None, pref=PreferenceConfig(beta=0.1))
+    log = train_pairwise(model, pairs, cfg, ckpt, pref=PreferenceConfig(beta=0.1))
 elif kind == "reward":
     model = load("reward", model_dir)
-    log = train_reward(model, pairs, cfg, None)
+    log = train_reward(model, pairs, cfg, ckpt)
 else:
     model = load("prm", model_dir)
     for module in model.model.modules():  # the token-classification head's dropout draws its masks per process
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    log = train_prm(model, steps, cfg, None)
+    log = train_prm(model, steps, cfg, ckpt)
 if state.is_main_process:
     checksum = sum(p.double().sum().item() for p in model.model.parameters())
+    saved = load({"sft": "policy", "pairs": "policy"}.get(kind, kind), ckpt)
+    reloaded = sum(p.double().sum().item() for p in saved.model.parameters())
     with open(out, "w") as f:
-        json.dump({"loss": [e["loss"] for e in log], "checksum": checksum, "processes": state.num_processes}, f)
+        row = {"loss": [e["loss"] for e in log], "checksum": checksum, "reloaded": reloaded}
+        json.dump({**row, "processes": state.num_processes}, f)
