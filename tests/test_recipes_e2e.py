@@ -120,3 +120,28 @@ def test_tensorboard_receives_the_metrics_rows_and_training_logs(tmp_path):
     # trackers are not part of the frozen config: a resumed run may drop or add them
     cfg = tmp_path / "star.yaml"
     assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.rounds=1"]) == 0
+
+
+def test_export_writes_every_jsonl_as_parquet_that_datasets_reads(tmp_path):
+    import datasets
+
+    out = run(tmp_path, "star", "params.rounds=1")
+    assert main(["export", str(out)]) == 0
+    files = sorted(out.rglob("*.jsonl"))
+    assert len(files) >= 6
+    for path in files:
+        if not (rows := read_jsonl(path)):
+            continue
+        table = datasets.load_dataset(
+            "parquet", data_files=str(out / "parquet" / path.relative_to(out).with_suffix(".parquet")), split="train"
+        )
+        assert len(table) == len(rows) and set(table.column_names) == set().union(*rows)
+        assert all(without_nulls(table[i]) == without_nulls(rows[i]) for i in range(len(rows)))
+    assert main(["export", str(tmp_path)]) == 2  # not a run directory: an error, not a traceback
+
+
+def without_nulls(value):
+    """A record with null fields dropped (parquet gives a record every column of its file, null where absent)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    return [without_nulls(v) for v in value] if isinstance(value, list) else value

@@ -206,6 +206,26 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(write_report(args.run_dir))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from selfalign.errors import InputError
+    from selfalign.records import read_jsonl, write_parquet
+
+    root = Path(args.run_dir)
+    if not (root / "manifest.json").is_file():
+        raise InputError(root, "not a run directory (no manifest.json)")
+    out = Path(args.to) if args.to else root / "parquet"
+    written, empty = 0, []
+    for path in sorted(p for p in root.rglob("*.jsonl") if out not in p.parents):
+        if not (records := read_jsonl(path)):
+            empty.append(str(path.relative_to(root)))  # a parquet file needs a schema, which no record gives
+            continue
+        write_parquet(out / path.relative_to(root).with_suffix(".parquet"), records, path)
+        written += 1
+    print(f"{written} JSONL files of {root} written as parquet under {out}")
+    if empty:
+        print(f"empty, not written: {', '.join(empty)}")
+
+
 def cmd_recipes(args: argparse.Namespace) -> None:
     from selfalign.recipes import RECIPES, get_recipe
 
@@ -286,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help="a run directory holding metrics.jsonl")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's records as parquet",
+        description="Write every JSONL file of a run (samples, training data, pairs, evaluations, metrics, training "
+        "logs) as a parquet file at the same relative path, for datasets.load_dataset('parquet', ...), pandas or "
+        "polars.",
+    )
+    p.add_argument("run_dir", help="a run directory")
+    p.add_argument("--to", help="output directory (default: <run_dir>/parquet)")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("recipes", help="list the recipes", description="List the available recipes.")
     p.set_defaults(fn=cmd_recipes)

@@ -115,6 +115,19 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str,
     return [rec for _, rec in iter_jsonl(path, required)]
 
 
+def write_parquet(path: str | Path, records: list[dict[str, Any]], source: str | Path) -> None:
+    """`records` (read from `source`) as a parquet file that `datasets.load_dataset("parquet", ...)` reads back."""
+    import datasets
+    import pyarrow
+
+    try:
+        columns = dict.fromkeys(key for r in records for key in r)  # every record's fields (from_list: the first's)
+        table = datasets.Dataset.from_dict({key: [r.get(key) for r in records] for key in columns})
+    except (pyarrow.ArrowException, TypeError, ValueError) as e:  # a field holding different types across records
+        raise InputError(source, f"cannot convert to parquet: {e}") from None
+    atomic_write(path, table.to_parquet)
+
+
 TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 
 
