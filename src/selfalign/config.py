@@ -174,7 +174,7 @@ class SamplingConfig(Strict):
     temperature: float = Field(0.7, ge=0, description="0 means greedy")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
-    batch_size: int = Field(128, gt=0, description="sequences per generate call")
+    batch_size: int = Field(128, gt=0, description="sequences per generate call (vllm: sequences decoded at once)")
 
     @field_validator("backend")
     @classmethod
