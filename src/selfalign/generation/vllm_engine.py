@@ -1,6 +1,6 @@
 """vLLM sampler: an in-process `vllm.LLM` (TRL's colocate mode), one engine per process, reused across stages.
 
-Every `generate` first pushes the policy's current weights into the engine (LoRA adapters merged), so the
+Every `generate` first pushes the policy's current weights into the engine (LoRA deltas added), so the
 engine samples from the model being trained (an online step) or the round's checkpoint without a restart.
 Prompts go in as token ids made by `Policy.encode_prompt` and completions come back as ids decoded by our
 tokenizer, exactly as in the HF sampler; vLLM never tokenizes.
@@ -14,6 +14,7 @@ import os
 import torch
 from tqdm.auto import tqdm
 
+from selfalign.distributed import on_cpu
 from selfalign.generation.base import Generation, SamplingParams
 from selfalign.models.loading import Policy
 
@@ -36,7 +37,8 @@ def _engine(policy: Policy, max_num_seqs: int):
     gc.collect()
     # In-process engine core, so that weights can be handed over as tensors rather than pickled to a subprocess.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    if not torch.cuda.is_available():
+    cpu = on_cpu()
+    if cpu:
         # vLLM cuts torch to one thread on CPU unless OMP_NUM_THREADS is set, which would slow our training after
         # it; and without a KV-cache size it reserves 92% of the machine's memory, leaving none for training.
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
@@ -45,7 +47,6 @@ def _engine(policy: Policy, max_num_seqs: int):
 
     # On a CPU, compiling the model (enforce_eager=False) costs 40-100 s at start and gained nothing measurable
     # (SmolLM2-135M, 64 x 128 tokens: 307 tok/s eager, 299-329 compiled); on a GPU, CUDA graphs pay.
-    cpu = not torch.cuda.is_available()
     # A CPU generator cannot rewind, which vLLM does to a seeded request's generator whenever a prompt is prefilled in
     # chunks ("CPU Generator does not use offset"): on a CPU, prompts are prefilled whole.
     whole = {"enable_chunked_prefill": False, "max_num_batched_tokens": model.config.max_position_embeddings}
