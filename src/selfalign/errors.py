@@ -15,3 +15,8 @@ class InputError(SelfAlignError):
         where = self.path + (f", line {line}" if line is not None else "")
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")
+
+
+class ServerError(SelfAlignError):
+    """A generation server failed: it would not start, became unreachable, or answered something unusable. The
+    stage stops before writing anything, so `--resume` re-runs it."""

@@ -156,7 +156,8 @@ class Loop:
         self, round: int, stage: str, model: str, prompts: list[str], params: SamplingParams, prefills: list[str] | None
     ) -> tuple[list[Generation], dict]:
         s = self.cfg.sampling
-        sampler = make_sampler(s.backend, self.load("policy", model), s.batch_size)
+        policy = self.load("policy", model)
+        sampler = make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path)
         gens = sampler.generate(prompts, params, desc=stage, prefills=prefills)
         sampling = {"backend": sampler.backend, **params.as_dict()}
         return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)

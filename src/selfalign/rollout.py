@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from selfalign.batching import IGNORE, Batch, model_inputs, pad_right
-from selfalign.errors import SelfAlignError
+from selfalign.errors import InputError, SelfAlignError
 from selfalign.generation import SamplingParams, make_sampler
 from selfalign.models import Policy, load
 from selfalign.records import Problem
@@ -73,6 +73,12 @@ class PolicyRollout:
     def __post_init__(self) -> None:
         if not self.problems:
             raise RolloutError("an online trainer needs at least one prompt; the task gave none")
+        if self.backend == "openai":
+            raise InputError(
+                "<config>",
+                "openai: online trainers sample every step from the policy as it trains; use hf or vllm",
+                field="sampling.backend",
+            )
         self.sampler = make_sampler(self.backend, self.policy, self.batch_size)
         if self.uses_reference and not hasattr(self.policy.model, "disable_adapter"):
             # a full fine-tune needs a frozen copy; under LoRA the reference is the model with adapters off

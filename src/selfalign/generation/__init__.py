@@ -1,13 +1,23 @@
-"""Sampling backends: HF `generate` (the default) or an in-process vLLM engine. Recipes only see `Sampler`."""
+"""Sampling backends: HF `generate` (the default), an in-process vLLM engine, or an OpenAI-compatible server.
+Recipes only see `Sampler`."""
 
 from __future__ import annotations
 
+from selfalign.config import ServerConfig
 from selfalign.generation.base import Generation, Sampler, SamplingParams
 
 __all__ = ["Generation", "Sampler", "SamplingParams", "make_sampler"]
 
 
-def make_sampler(backend: str, policy, batch_size: int = 128) -> Sampler:
+def make_sampler(
+    backend: str,
+    policy,
+    batch_size: int = 128,
+    server: ServerConfig | None = None,
+    checkpoint: str | None = None,
+    base: str | None = None,
+) -> Sampler:
+    """`server`, `checkpoint` (what `policy` was loaded from) and `base` (the run's model.path): for openai."""
     if backend == "hf":
         from selfalign.generation.hf import HFSampler
 
@@ -16,4 +26,8 @@ def make_sampler(backend: str, policy, batch_size: int = 128) -> Sampler:
         from selfalign.generation.vllm_engine import VLLMSampler
 
         return VLLMSampler(policy, batch_size)
+    if backend == "openai":
+        from selfalign.generation.openai_api import OpenAISampler
+
+        return OpenAISampler(policy, server, checkpoint, base)
     raise ValueError(backend)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from selfalign.distributed import on_cpu
 from selfalign.generation.base import Generation, SamplingParams
-from selfalign.models.loading import Policy
+from selfalign.models.loading import Policy, merged_weights
 
 _ENGINE: tuple[tuple, object] | None = None  # (signature, vllm.LLM): the process's one engine
 
@@ -64,27 +64,6 @@ def _engine(policy: Policy, max_num_seqs: int):
     return llm
 
 
-def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The policy's weights under checkpoint names, LoRA deltas added to new tensors (peft's merge_adapter and
-    unmerge_adapter would round the base weights a little on every call). `state_dict`, not `named_parameters`:
-    it keeps a tied `lm_head.weight`, and vLLM's CPU backend packs its own copy of the head, which goes stale if
-    only the embeddings are sent."""
-    if not hasattr(model, "peft_config"):
-        return list(model.state_dict().items())
-    from peft.tuners.lora import LoraLayer
-
-    deltas = {
-        f"{name}.base_layer.weight": sum(module.get_delta_weight(a) for a in module.active_adapters)
-        for name, module in model.named_modules()
-        if isinstance(module, LoraLayer)
-    }
-    return [
-        (name.removeprefix("base_model.model.").replace(".base_layer", ""), tensor + deltas.get(name, 0))
-        for name, tensor in model.state_dict().items()
-        if "lora_" not in name
-    ]
-
-
 class VLLMSampler:
     def __init__(self, policy: Policy, batch_size: int = 128):
         self.policy = policy
@@ -95,7 +74,7 @@ class VLLMSampler:
 
     @torch.no_grad()
     def sync_weights(self) -> None:
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": policy_weights(self.policy.model)})
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": merged_weights(self.policy.model)})
         self.llm.reset_prefix_cache()
 
     def generate(

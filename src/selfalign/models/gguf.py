@@ -17,8 +17,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selfalign.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,57 @@ def convert(gguf: Path, dest: Path) -> None:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _permute(w, n_head: int):
+    """HF's rotary layout of a q/k projection into llama.cpp's (the inverse of transformers' reverse permute)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def export_gguf(weights: list[tuple[str, torch.Tensor]], source: Path, dest: Path) -> None:
+    """Write `weights` (HF checkpoint names, e.g. a trained policy's) as an fp32 GGUF file at `dest` that llama.cpp
+    serves, with the metadata (hyper-parameters, tokenizer, chat template) of the GGUF file `source` the model
+    was converted from. Llama-architecture models only: their q/k rows are permuted as llama.cpp's converter
+    does. Atomic: a temporary file renamed into place."""
+    import gguf as gg
+
+    reader = gg.GGUFReader(source)
+    arch = reader.fields["general.architecture"].contents()
+    if arch != "llama":
+        raise ValueError(f"{source}: writing a GGUF file is supported for llama-architecture models, not {arch!r}")
+    n_head = reader.fields["llama.attention.head_count"].contents()
+    n_kv = reader.fields["llama.attention.head_count_kv"].contents()
+    names = gg.get_tensor_name_map(gg.MODEL_ARCH.LLAMA, reader.fields["llama.block_count"].contents())
+    wanted = {t.name for t in reader.tensors}  # a tied LM head has no output.weight
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    # the writer adds the architecture; the file type is ours (fp32), which has no quantization version
+    ours = ("general.architecture", "general.file_type", "general.quantization_version")
+    writer = gg.GGUFWriter(tmp, arch)
+    try:
+        for key, field in reader.fields.items():
+            if key.startswith("GGUF.") or key in ours:
+                continue
+            sub = field.types[-1] if field.types[0] == gg.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
+        writer.add_file_type(gg.LlamaFileType.ALL_F32)
+        written = set()
+        for name, tensor in weights:
+            target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+            if target not in wanted:
+                continue
+            w = tensor.detach().float().cpu().numpy()
+            if target.endswith("attn_q.weight"):
+                w = _permute(w, n_head)
+            elif target.endswith("attn_k.weight"):
+                w = _permute(w, n_kv)
+            writer.add_tensor(target, w)
+            written.add(target)
+        if missing := wanted - written:
+            raise ValueError(f"{source}: the model has no weights for {sorted(missing)[:3]}")
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)

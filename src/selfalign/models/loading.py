@@ -77,6 +77,27 @@ class Policy:
         return self.tokenizer(completion, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id] * eos
 
 
+def merged_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """A causal LM's weights under checkpoint names, as a serving engine loads them: LoRA deltas added to new
+    tensors (peft's merge_adapter and unmerge_adapter would round the base weights a little on every call).
+    `state_dict`, not `named_parameters`: it keeps a tied `lm_head.weight`, and vLLM's CPU backend packs its own
+    copy of the head, which goes stale if only the embeddings are sent."""
+    if not hasattr(model, "peft_config"):
+        return list(model.state_dict().items())
+    from peft.tuners.lora import LoraLayer
+
+    deltas = {
+        f"{name}.base_layer.weight": sum(module.get_delta_weight(a) for a in module.active_adapters)
+        for name, module in model.named_modules()
+        if isinstance(module, LoraLayer)
+    }
+    return [
+        (name.removeprefix("base_model.model.").replace(".base_layer", ""), tensor + deltas.get(name, 0))
+        for name, tensor in model.state_dict().items()
+        if "lora_" not in name
+    ]
+
+
 def load_policy(
     path: str, lora: LoraConfig | None = None, dtype: str = "auto", device: str | torch.device | None = None
 ) -> Policy:
