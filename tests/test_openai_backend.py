@@ -220,3 +220,22 @@ def test_a_server_killed_mid_stage_fails_the_stage_cleanly_and_resume_finishes(t
     assert {r["provenance"]["sampler"]["backend"] for r in evals} == {
         f"openai server (llamacpp) serving {out / 'round-001' / 'checkpoint' / 'served' / 'model-f32.gguf'}"
     }
+
+
+def test_judges_read_their_verdicts_from_the_server(smol):
+    """Pairwise and pointwise judges give the same probabilities from the server's top log-probs as in-process."""
+    from selfalign.recipes.rlaif import RlaifParams
+    from selfalign.scoring.pairwise import PairwiseJudge, PointwiseJudge
+
+    server = served(smol, command=COMMAND).next_token_logprobs
+    p = RlaifParams()
+    prompts, a, b = PROMPTS, ["Rain falls softly.", "Red, blue, green.", "5"], ["No.", "Colors!", "2 + 3 = 6"]
+    local = PairwiseJudge(smol, p.template, p.labels).judgements(prompts, a, b)
+    remote = PairwiseJudge(smol, p.template, p.labels, server=server).judgements(prompts, a, b)
+    for x, y in zip(local, remote):
+        assert y["valid"] and y["orders"] == pytest.approx(x["orders"], abs=0.02)
+        assert y["label_mass"] == pytest.approx(x["label_mass"], rel=0.05)
+    template = "{prompt}\nResponse: {response}\nRate the response from 1 to 5. Rating: "
+    local = PointwiseJudge(smol, template).ratings(prompts, a)
+    remote = PointwiseJudge(smol, template, server=server).ratings(prompts, a)
+    assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], abs=0.03)

@@ -186,6 +186,12 @@ class ServerConfig(Strict):
     concurrency: int = Field(8, gt=0, description="requests in flight at once; one request = one prompt's n samples")
     timeout: float = Field(600, gt=0, description="seconds one request may take")
     retries: int = Field(3, ge=0, description="retries of a failed request (exponential backoff)")
+    top_logprobs: int = Field(
+        256,
+        gt=0,
+        description="LLM judges: the next-token log-probs read per verdict; a label outside them counts as"
+        " probability 0 (SmolLM2-135M ranked its labels as low as 178th). vLLM needs --max-logprobs at least this",
+    )
 
 
 class SamplingConfig(Strict):

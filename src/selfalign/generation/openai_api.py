@@ -1,5 +1,6 @@
 """OpenAI-compatible server sampler (vLLM, SGLang, llama.cpp): `/v1/completions` requests, one per prompt with its n
-samples, a bounded number in flight, retried with backoff by the `openai` client.
+samples, a bounded number in flight, retried with backoff by the `openai` client. It also reads next-token
+log-probs for the LLM judges (`next_token_logprobs`), in either shape servers answer them.
 
 Prompts go out as token ids made by `Policy.encode_prompt`, so the server's own chat template and BOS handling
 never apply, and sampling is plain temperature/top-p as in the other backends (llama.cpp's default top-k 40
@@ -11,7 +12,9 @@ are refused this backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -20,6 +23,8 @@ from selfalign.errors import ServerError
 from selfalign.generation.base import Generation, SamplingParams
 from selfalign.generation.server import served_files, serving, stop_server
 from selfalign.models.loading import Policy, resolve_model_path
+
+T = TypeVar("T")
 
 
 class OpenAISampler:
@@ -85,25 +90,14 @@ class OpenAISampler:
                 )
         return choices
 
-    def generate(
-        self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
-    ) -> list[Generation]:
-        tok = self.policy.tokenizer
-        encoded = [self.policy.encode_prompt(p) for p in prompts]
-        if prefills is not None:
-            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
-        out: list[Generation] = []
+    def _map(self, fn: Callable[[int], T], n: int, desc: str) -> list[T]:
+        """[fn(0), ..., fn(n-1)], `server.concurrency` at a time, with a progress bar."""
+        out: list = [None] * n
         pool = ThreadPoolExecutor(self.cfg.concurrency)
         try:
-            futures = {
-                pool.submit(self._request, ids, params, params.seed * 1_000_003 + i): i for i, ids in enumerate(encoded)
-            }
-            for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="prompt", leave=False):
-                i = futures[future]
-                for j, c in enumerate(future.result()):
-                    finished = c.finish_reason == "stop"
-                    ids = self.policy.encode_completion(c.text, eos=finished)
-                    out.append(Generation(i, j, c.text, len(encoded[i]), len(ids), finished, tuple(ids)))
+            futures = {pool.submit(fn, i): i for i in range(n)}
+            for future in tqdm(as_completed(futures), total=n, desc=desc, unit="prompt", leave=False):
+                out[futures[future]] = future.result()
         except BaseException:
             # Requests still in flight would hold the exit until they time out: a server we started is stopped,
             # which ends them; the client's connections are closed for one we did not.
@@ -113,5 +107,62 @@ class OpenAISampler:
             self.client.close()
             raise
         pool.shutdown()
-        out.sort(key=lambda g: (g.prompt_index, g.sample_index))
         return out
+
+    def generate(
+        self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
+    ) -> list[Generation]:
+        tok = self.policy.tokenizer
+        encoded = [self.policy.encode_prompt(p) for p in prompts]
+        if prefills is not None:
+            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
+        seeds = [params.seed * 1_000_003 + i for i in range(len(encoded))]  # per prompt, as in the vllm backend
+        answers = self._map(lambda i: self._request(encoded[i], params, seeds[i]), len(encoded), desc)
+        out: list[Generation] = []
+        for i, choices in enumerate(answers):
+            for j, c in enumerate(choices):
+                finished = c.finish_reason == "stop"
+                ids = self.policy.encode_completion(c.text, eos=finished)
+                out.append(Generation(i, j, c.text, len(encoded[i]), len(ids), finished, tuple(ids)))
+        return out
+
+    def next_token_logprobs(self, prompts: list[list[int]], desc: str = "judging") -> list[dict[int, float]]:
+        """The server's `server.top_logprobs` likeliest next tokens after each prompt (token ids) with their
+        log-probs: one greedy token requested with `logprobs` set to that. llama.cpp answers in the chat shape
+        (`content[0].top_logprobs`, with ids); vLLM in the completions shape (`top_logprobs[0]`, a token -> log-prob
+        map), asked for ids as keys (`token_id:N`); keys that are token strings are matched to ids through our
+        tokenizer."""
+        import openai
+
+        top = self.cfg.top_logprobs
+
+        def one(i: int) -> dict[int, float]:
+            try:
+                r = self.client.completions.create(
+                    model=self.model,
+                    prompt=prompts[i],
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=top,
+                    extra_body={"return_tokens_as_token_ids": True},
+                )
+                logprobs = r.choices[0].logprobs.model_dump()
+            except openai.APIError as e:
+                raise ServerError(f"{self.url}: a request failed after {self.cfg.retries} retries: {e}") from None
+            except (ValueError, IndexError, AttributeError, TypeError) as e:
+                raise ServerError(f"{self.url}: the server answered no usable log-probs: {e}") from None
+            if logprobs.get("content"):
+                return {int(t["id"]): float(t["logprob"]) for t in logprobs["content"][0]["top_logprobs"]}
+            if logprobs.get("top_logprobs"):
+                return {self._token_id(k): float(v) for k, v in logprobs["top_logprobs"][0].items()}
+            raise ServerError(f"{self.url}: the server answered no log-probs (asked for logprobs={top})")
+
+        return self._map(one, len(prompts), desc)
+
+    def _token_id(self, key: str) -> int:
+        if key.startswith("token_id:"):
+            return int(key.removeprefix("token_id:"))
+        if not hasattr(self, "_ids_by_piece"):
+            tok = self.policy.tokenizer
+            self._ids_by_piece = {tok.decode([i]): i for i in range(len(tok))}
+        return self._ids_by_piece.get(key, -1)
