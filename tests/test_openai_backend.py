@@ -34,7 +34,9 @@ PROMPTS = ["Write a haiku about rain.", "Name three colors.", "What is 2+3?"]
 
 
 def served(policy, checkpoint: str = SMOL, base: str = SMOL, **server):
-    """The openai sampler for `policy`, loaded from `checkpoint`; `server` as in sampling.server."""
+    """The openai sampler for `policy`, loaded from `checkpoint`; `server` as in sampling.server (a test that
+    hangs on a server fails within minutes instead)."""
+    server = {"startup_timeout": 120, "timeout": 120, **server}
     return make_sampler("openai", policy, server=ServerConfig(**server), checkpoint=checkpoint, base=base)
 
 
@@ -192,6 +194,8 @@ def test_a_server_killed_mid_stage_fails_the_stage_cleanly_and_resume_finishes(t
         "sampling.backend=openai",
         f"sampling.server.command={COMMAND}",
         "sampling.server.retries=0",
+        "sampling.server.startup_timeout=120",
+        "sampling.server.timeout=120",
     ]
     cmd = [str(Path(sys.executable).parent / "selfalign"), "run", str(config), "--out", str(out), *overrides]
 
@@ -231,11 +235,11 @@ def test_judges_read_their_verdicts_from_the_server(smol):
     p = RlaifParams()
     prompts, a, b = PROMPTS, ["Rain falls softly.", "Red, blue, green.", "5"], ["No.", "Colors!", "2 + 3 = 6"]
     local = PairwiseJudge(smol, p.template, p.labels).judgements(prompts, a, b)
-    remote = PairwiseJudge(smol, p.template, p.labels, server=server).judgements(prompts, a, b)
+    remote = PairwiseJudge(smol, p.template, p.labels, engine=server).judgements(prompts, a, b)
     for x, y in zip(local, remote):
         assert y["valid"] and y["orders"] == pytest.approx(x["orders"], abs=0.02)
         assert y["label_mass"] == pytest.approx(x["label_mass"], rel=0.05)
     template = "{prompt}\nResponse: {response}\nRate the response from 1 to 5. Rating: "
     local = PointwiseJudge(smol, template).ratings(prompts, a)
-    remote = PointwiseJudge(smol, template, server=server).ratings(prompts, a)
+    remote = PointwiseJudge(smol, template, engine=server).ratings(prompts, a)
     assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], abs=0.03)

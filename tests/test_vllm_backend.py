@@ -108,3 +108,26 @@ def test_a_recipe_runs_on_vllm_and_names_the_engine_in_provenance(tmp_path):
     first = json.loads((out / "round-001" / "samples.jsonl").read_text().splitlines()[0])
     assert first["provenance"]["sampler"]["backend"].startswith("vllm ")
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.skipif(smollm2_missing() is not None, reason=str(smollm2_missing()))
+def test_judges_read_their_verdicts_from_the_engine():
+    """A pairwise and a pointwise judge give the in-process torch model's probabilities from the engine's top
+    log-probs (SmolLM2 puts its labels as low as 178th, so this needs the engine's 256)."""
+    from selfalign.recipes.rlaif import RlaifParams
+    from selfalign.scoring.pairwise import PairwiseJudge, PointwiseJudge
+
+    smol = load_policy("builtin:smollm2-135m-instruct", dtype="float32")
+    engine = make_sampler("vllm", smol, 64).next_token_logprobs
+    p = RlaifParams()
+    prompts = ["Write a haiku about rain.", "Name three colors.", "What is 2+3?"]
+    a, b = ["Rain falls softly.", "Red, blue, green.", "5"], ["No.", "Colors!", "2 + 3 = 6"]
+    local = PairwiseJudge(smol, p.template, p.labels).judgements(prompts, a, b)
+    remote = PairwiseJudge(smol, p.template, p.labels, engine=engine).judgements(prompts, a, b)
+    for x, y in zip(local, remote):
+        assert y["valid"] and y["orders"] == pytest.approx(x["orders"], abs=1e-3)
+        assert y["label_mass"] == pytest.approx(x["label_mass"], rel=1e-2)
+    template = "{prompt}\nResponse: {response}\nRate the response from 1 to 5. Rating: "
+    local = PointwiseJudge(smol, template).ratings(prompts, a)
+    remote = PointwiseJudge(smol, template, engine=engine).ratings(prompts, a)
+    assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], abs=1e-3)

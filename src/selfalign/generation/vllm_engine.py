@@ -19,6 +19,7 @@ from selfalign.generation.base import Generation, SamplingParams
 from selfalign.models.loading import Policy, merged_weights
 
 _ENGINE: tuple[tuple, object] | None = None  # (signature, vllm.LLM): the process's one engine
+TOP_LOGPROBS = 256  # next-token log-probs an LLM judge reads (SmolLM2-135M ranked its labels as low as 178th)
 
 
 def _engine(policy: Policy, max_num_seqs: int):
@@ -58,6 +59,7 @@ def _engine(policy: Policy, max_num_seqs: int):
         max_num_seqs=max_num_seqs,
         seed=0,
         enforce_eager=cpu,
+        max_logprobs=TOP_LOGPROBS,
         **chunks,
     )
     _ENGINE = (signature, llm)
@@ -76,6 +78,20 @@ class VLLMSampler:
     def sync_weights(self) -> None:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": merged_weights(self.policy.model)})
         self.llm.reset_prefix_cache()
+
+    def next_token_logprobs(self, prompts: list[list[int]], desc: str = "judging") -> list[dict[int, float]]:
+        """The engine's TOP_LOGPROBS likeliest next tokens after each prompt (token ids), with their log-probs
+        (vLLM's raw log-probs: before any temperature), from the policy's current weights."""
+        from vllm import SamplingParams as VLLMParams
+
+        self.sync_weights()
+        one = VLLMParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, detokenize=False)
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in prompts],
+            one,
+            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
+        )
+        return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outputs]
 
     def generate(
         self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None

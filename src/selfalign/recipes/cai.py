@@ -133,7 +133,7 @@ def run(loop: Loop) -> None:
         principles=constitution.comparisons,
         ensemble=p.ensemble,
         seed=loop.run.seed("comparisons"),
-        server=loop.judge_server(m_sl),
+        engine=loop.judge_engine(m_sl),
     )
     pairs, summary = loop.label_pairs(2, samples, judge, soft=True)
     m_rl = loop.train(2, m_sl, pairs, trainer="pairs")

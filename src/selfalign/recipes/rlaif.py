@@ -124,7 +124,7 @@ def run(loop: Loop) -> None:
             decode=rationales(loop, judge_model) if p.cot_template else None,
             seed=loop.run.seed("principles"),
             swap=p.swap,
-            server=loop.judge_server(judge_model),
+            engine=loop.judge_engine(judge_model),
         )
     samples = loop.sample(1, "samples", sft, problems[: p.prompts], n=2, temperature=p.temperature, filter="pairs")
     pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft, flip=p.gold_flip)

@@ -101,7 +101,7 @@ def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, 
         lessons = judge_records(seed, p.judge_template, p.judge_labels)
         judge = loop.train(round, model, lessons, steps=p.judge_steps, name="judge")
         return PairwiseJudge(
-            loop.load("policy", judge), p.judge_template, p.judge_labels, server=loop.judge_server(judge)
+            loop.load("policy", judge), p.judge_template, p.judge_labels, engine=loop.judge_engine(judge)
         )
     reference = loop.base if p.judge_reference == "sft" else previous
     return build_scorer("implicit", model, loop.load, loop.task, reference=reference, beta=loop.cfg.preference.beta)

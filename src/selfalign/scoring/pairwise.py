@@ -13,9 +13,9 @@ s = sum_i v_i P(v_i) over the renormalised label probabilities, mapped linearly 
 A judge whose label tokens get almost none of the next-token mass (below `min_mass`) has given no parseable
 verdict: that judgement is counted invalid and neutral (0.5, or a rating of 0), never a crash.
 
-The probabilities come from the judge model in this process, or, with a `server` (the `openai` sampling
-backend's `next_token_logprobs`), from the server's top next-token log-probs (`sampling.server.top_logprobs`): a
-label outside them reads as probability 0, which is off by less than the last one's probability.
+The probabilities come from the judge model run by torch in this process, or, with an `engine` (the `vllm` or
+`openai` sampling backend's `next_token_logprobs`), from its top next-token log-probs (256 by default): a label
+outside them reads as probability 0, which is off by less than the last one's probability.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from selfalign.records import Problem
 PAIRWISE_FIELDS = {"prompt", "first", "second", "principle"}
 POINTWISE_FIELDS = {"prompt", "response", "principle"}
 Decoder = Callable[[list[str]], list[str]]  # prompts -> a decoded rationale each (the caller's sampler)
-ServerLogprobs = Callable[[list[list[int]]], list[dict[int, float]]]  # prompts' ids -> top next-token log-probs
+EngineLogprobs = Callable[[list[list[int]]], list[dict[int, float]]]  # prompts' ids -> top next-token log-probs
 
 
 def judge_records(pairs: list[dict], template: str, labels: tuple[str, str]) -> list[dict]:
@@ -57,14 +57,14 @@ def label_ids(policy: Policy, labels: Sequence[str]) -> list[int]:
 
 
 def next_label_probs(
-    policy: Policy, texts: list[str], ids: list[int], batch_size: int, server: ServerLogprobs | None = None
+    policy: Policy, texts: list[str], ids: list[int], batch_size: int, engine: EngineLogprobs | None = None
 ) -> list[tuple[list[float], float]]:
     """For each text: the label tokens' next-token probabilities renormalised over the labels, and their total
     mass under the full softmax. Only the last positions' logits are computed (a vocabulary of 50k-260k tokens
     times every position would dominate memory)."""
-    if server is not None:
+    if engine is not None:
         out = []
-        for top in server([policy.encode_prompt(t) for t in texts]):
+        for top in engine([policy.encode_prompt(t) for t in texts]):
             logp = torch.tensor([top.get(i, -math.inf) for i in ids], dtype=torch.float64)
             mass = logp.exp().sum().item()
             out.append((logp.softmax(-1).tolist() if mass > 0 else [1 / len(ids)] * len(ids), mass))
@@ -130,14 +130,14 @@ class PairwiseJudge(_Principled):
         min_mass: float = 1e-4,
         seed: int = 0,
         swap: bool = True,
-        server: ServerLogprobs | None = None,
+        engine: EngineLogprobs | None = None,
     ):
         if (cot_template is None) != (decode is None):
             raise ValueError("a chain-of-thought judge needs both cot_template and decode")
         self.policy, self.template, self.batch_size = policy, template, batch_size
         self.principles, self.ensemble, self.seed = principles, ensemble, seed
         self.cot_template, self.decode, self.clamp, self.min_mass = cot_template, decode, clamp, min_mass
-        self.swap, self.server = swap, server
+        self.swap, self.engine = swap, engine
         self.label_ids = label_ids(policy, labels)
         self.name = f"pairwise:{policy.source}" + (":cot" if decode else "")
 
@@ -155,7 +155,7 @@ class PairwiseJudge(_Principled):
             head, _, _ = self.cot_template.partition("{rationale}")
             rationales = self.decode([head.format(**f) for f in fields])
             texts = [self.cot_template.format(**f, rationale=r) for f, r in zip(fields, rationales)]
-        read = next_label_probs(self.policy, texts, self.label_ids, self.batch_size, self.server)
+        read = next_label_probs(self.policy, texts, self.label_ids, self.batch_size, self.engine)
         probs = [p[0] for p, _ in read]
         if self.decode is not None:
             lo, hi = self.clamp
@@ -235,9 +235,9 @@ class PointwiseJudge(_Principled):
         ensemble: bool = False,
         min_mass: float = 1e-4,
         seed: int = 0,
-        server: ServerLogprobs | None = None,
+        engine: EngineLogprobs | None = None,
     ):
-        self.policy, self.template, self.batch_size, self.server = policy, template, batch_size, server
+        self.policy, self.template, self.batch_size, self.engine = policy, template, batch_size, engine
         self.principles, self.ensemble, self.seed, self.min_mass = principles, ensemble, seed, min_mass
         self.label_ids = label_ids(policy, labels)
         try:
@@ -253,7 +253,7 @@ class PointwiseJudge(_Principled):
         chosen = self._principles(len(prompts))
         items = [(i, c) for i, cs in enumerate(chosen) for c in cs]
         texts = [self.template.format(prompt=prompts[i], response=responses[i], principle=c) for i, c in items]
-        read = next_label_probs(self.policy, texts, self.label_ids, self.batch_size, self.server)
+        read = next_label_probs(self.policy, texts, self.label_ids, self.batch_size, self.engine)
         lo, hi = min(self.values), max(self.values)
         per: list[list[tuple[float, list[float], float]]] = [[] for _ in prompts]
         for (i, _), (probs, mass) in zip(items, read):
