@@ -2,7 +2,9 @@
 
 On a machine without CUDA, processes started by `accelerate launch --multi_gpu --num_processes N` (or torchrun)
 form a gloo group only if accelerate is told the run is on CPU; otherwise each trains alone, with no gradient
-sync. A process whose launch promised more processes (WORLD_SIZE) than the group holds is stopped.
+sync. A process whose launch promised more processes (WORLD_SIZE) than the group holds is stopped. Under a
+DeepSpeed launch the reverse holds: told it is on CPU, accelerate quietly trains under DDP instead, so there the
+group is a gloo one formed for DeepSpeed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,19 @@ def on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
+def uses_deepspeed() -> bool:
+    """Launched by `accelerate launch` with a DeepSpeed config."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+
+
+def cpu_mode() -> bool:
+    """What accelerate's `cpu` flag must say: on CPU, except under DeepSpeed (which it would drop for DDP)."""
+    return on_cpu() and not uses_deepspeed()
+
+
 def process_state() -> PartialState:
-    state = PartialState(cpu=on_cpu())
+    gloo = {"backend": "gloo"} if on_cpu() and uses_deepspeed() else {}
+    state = PartialState(cpu=cpu_mode(), **gloo)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if state.num_processes != launched:
         raise SelfAlignError(

@@ -28,7 +28,7 @@ from transformers import get_scheduler
 
 from selfalign.batching import Batch, encode_sft, model_inputs, pad_right
 from selfalign.config import TrainingConfig
-from selfalign.distributed import on_cpu, process_state
+from selfalign.distributed import cpu_mode, process_state
 from selfalign.errors import SelfAlignError
 from selfalign.models import Policy
 from selfalign.training.objectives import sft_nll
@@ -120,12 +120,24 @@ def train_loop(
     AcceleratorState._reset_state()
     process_state()  # the process group first: an Accelerator made before it would miss a CPU launch's group
     accelerator = Accelerator(
-        cpu=on_cpu(),
+        cpu=cpu_mode(),
         # `steps` counts optimizer steps of the whole group: accelerate would step the schedule once per process
         step_scheduler_with_optimizer=False,
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
+    if (deepspeed := accelerator.state.deepspeed_plugin) is not None:
+        if deepspeed.zero_stage == 3:
+            raise SelfAlignError(
+                "DeepSpeed ZeRO-3 is not supported yet: its partitioned weights are not gathered for the checkpoint"
+                " and the stages after training; launch with configs/accelerate/deepspeed_zero2.yaml"
+            )
+        # training.* decides these (accelerate would take the launch config's, whatever the Accelerator was told)
+        deepspeed.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            gradient_clipping=cfg.max_grad_norm,
+        )
     set_seed(seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -172,7 +184,7 @@ def train_loop(
                 metrics.setdefault(k, []).append(v.detach().float())
         loss_value = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
         entry = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
-        if grad_norm is not None:
+        if grad_norm is not None:  # DeepSpeed clips inside its step and may not report the norm
             entry["grad_norm"] = float(grad_norm)
         # fp16's loss scaler skips steps with inf gradients by design; only a non-finite loss stops it
         watched = ("loss",) if accelerator.mixed_precision == "fp16" else ("loss", "grad_norm")
