@@ -26,6 +26,7 @@ from selfalign.errors import InputError
 from selfalign.evaluation.best_of_n import step_quality
 from selfalign.evaluation.metrics import annotation_accuracy, by_problem, judge_metrics, policy_metrics
 from selfalign.generation import Generation, SamplingParams, make_sampler
+from selfalign.generation.server import stop_server
 from selfalign.models import ModelKind, Policy, load, resolve_model_path
 from selfalign.records import Problem, load_pairs, pair_record, read_jsonl, sample_record, write_jsonl
 from selfalign.run import Run, round_dir
@@ -226,6 +227,7 @@ class Loop:
         def work() -> dict:
             if self.run.state.is_main_process:
                 write_jsonl(rd / f"{name}.jsonl", records)
+            stop_server()  # a server the openai backend started holds memory (a GPU's, under vLLM) that training needs
             seed = self.run.seed(stage)
             torch.manual_seed(seed)  # a fresh head or LoRA adapter is drawn the same way when the stage is redone
             model = self.load(spec.model, init, trainable=True, **spec.load_options(options))
