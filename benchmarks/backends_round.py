@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "tests" / "scripts" / "llama_server.py"
+# runs a command and reports its peak RSS: the largest of its processes (the run, or the server it started and reaped)
+PEAK = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode;"
+    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
 
 
 def run_round(backend: str, out: Path, args: argparse.Namespace) -> dict:
@@ -43,12 +47,14 @@ def run_round(backend: str, out: Path, args: argparse.Namespace) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     t0 = time.perf_counter()
-    done = subprocess.run([*cmd, "--out", str(out), *overrides], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *cmd, "--out", str(out), *overrides], env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.exit(f"{backend} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     row = {"backend": backend, "wall": time.perf_counter() - t0}
-    row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest so far
+    row["peak_rss_mib"] = int(done.stderr.strip().splitlines()[-1]) / 1024
     for name in ("round-001/samples", "round-001/eval"):
         records = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
         tokens = sum(r["n_tokens"] for r in records)
