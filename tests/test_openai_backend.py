@@ -2,6 +2,7 @@
 SmolLM2 as a GGUF file the run writes from the policy's weights. Bad-server cases use small HTTP servers that
 answer what a broken server would."""
 
+import contextlib
 import http.server
 import json
 import os
@@ -117,7 +118,9 @@ class _BadServer(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # the sampler hangs up after the first bad answer, as it should
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass

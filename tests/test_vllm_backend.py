@@ -20,6 +20,7 @@ from conftest import smollm2_missing  # noqa: E402
 from selfalign.config import LoraConfig, TrainingConfig  # noqa: E402
 from selfalign.generation import SamplingParams, make_sampler  # noqa: E402
 from selfalign.models.loading import load_policy  # noqa: E402
+from selfalign.records import Problem  # noqa: E402
 from selfalign.training.objectives import token_logprobs  # noqa: E402
 from selfalign.training.trainer import train_sft  # noqa: E402
 
@@ -131,3 +132,33 @@ def test_judges_read_their_verdicts_from_the_engine():
     local = PointwiseJudge(smol, template).ratings(prompts, a)
     remote = PointwiseJudge(smol, template, engine=engine).ratings(prompts, a)
     assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], abs=1e-3)
+
+
+def test_the_implicit_reward_reads_log_probs_from_the_engine():
+    """SPA's judge beta [log pi(y|x) - log pi_ref(y|x)] through the engine, given each model's weights in turn,
+    equals the in-process computation; the engine pushes the reference's weights after the policy's."""
+    from selfalign.scoring.implicit import ImplicitRewardScorer
+
+    policy = load_policy("builtin:arith-tiny", dtype="float32")
+    reference = load_policy("builtin:arith-tiny", dtype="float32")
+    records = [{"prompt": p, "completion": "9"} for p in PROMPTS]
+    train_sft(policy, records, TrainingConfig(lr=5e-2, steps=5, batch_size=4, warmup_ratio=0), None)
+    policy.model.cpu()
+    problems = [Problem(id=str(i), prompt=p, answer="") for i, p in enumerate(PROMPTS)]
+    completions = ["9", "12", "3", "100"]
+    local = ImplicitRewardScorer(policy, reference, beta=0.1).score(problems, completions)
+    engine = ImplicitRewardScorer(
+        policy, reference, beta=0.1, engine_for=lambda m: make_sampler("vllm", m).sequence_logprobs
+    ).score(problems, completions)
+    assert max(abs(x) for x in local) > 0.05  # the two models differ
+    assert engine == pytest.approx(local, abs=1e-4)
+
+
+def test_a_model_vllm_cannot_run_on_a_cpu_is_refused_with_the_reason():
+    from selfalign.distributed import on_cpu
+    from selfalign.errors import SelfAlignError
+
+    if not on_cpu():
+        pytest.skip("a CPU limit")
+    with pytest.raises(SelfAlignError, match="attention heads of size .* has 16: use sampling.backend hf"):
+        make_sampler("vllm", load_policy("builtin:letters-sft", dtype="float32"))

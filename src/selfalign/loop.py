@@ -172,6 +172,12 @@ class Loop:
         policy = self.load("policy", model)
         return make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path).next_token_logprobs
 
+    def logprob_engine(self, policy: Policy) -> Callable[[list[list[int]], list[int]], list[float]] | None:
+        """With the vllm backend, its engine's summed response log-probs for `policy` (the implicit reward reads
+        them there); None otherwise: the model runs in this process."""
+        s = self.cfg.sampling
+        return make_sampler(s.backend, policy, s.batch_size).sequence_logprobs if s.backend == "vllm" else None
+
     def _graded(
         self, problem: Problem, g: Generation, provenance: dict, hinted: bool, prefills: list[str] | None
     ) -> dict:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selfalign.distributed import on_cpu
+from selfalign.errors import SelfAlignError
 from selfalign.generation.base import Generation, SamplingParams
 from selfalign.models.loading import Policy, merged_weights
 
@@ -50,8 +51,18 @@ def _engine(policy: Policy, max_num_seqs: int):
     # (SmolLM2-135M, 64 x 128 tokens: 307 tok/s eager, 299-329 compiled); on a GPU, CUDA graphs pay.
     # A CPU generator cannot rewind, which vLLM does to a seeded request's generator whenever a prompt is prefilled in
     # chunks ("CPU Generator does not use offset"): on a CPU, prompts are prefilled whole.
-    whole = {"enable_chunked_prefill": False, "max_num_batched_tokens": model.config.max_position_embeddings}
+    # (vLLM also wants at least one token per sequence in a step: max_num_seqs, when a tiny model's context is shorter)
+    tokens = max(model.config.max_position_embeddings, max_num_seqs)
+    whole = {"enable_chunked_prefill": False, "max_num_batched_tokens": tokens}
     chunks = whole if cpu else {}
+    if cpu:  # vLLM's CPU attention kernels exist for some head sizes only; others fail at the first generate
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        head = getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads
+        if head not in (sizes := CPUAttentionBackend.get_supported_head_sizes()):
+            raise SelfAlignError(
+                f"vLLM on a CPU runs attention heads of size {sizes}; {path} has {head}: use sampling.backend hf"
+            )
     llm = LLM(
         model=path,
         dtype=dtype,
@@ -92,6 +103,23 @@ class VLLMSampler:
             use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
         )
         return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outputs]
+
+    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int], desc: str = "scoring") -> list[float]:
+        """Summed log-probs of each sequence's tokens from index `starts[i]` on (a response after its prompt), from
+        the policy's current weights: the engine's prompt log-probs, one forward per sequence."""
+        from vllm import SamplingParams as VLLMParams
+
+        self.sync_weights()
+        one = VLLMParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in sequences],
+            one,
+            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
+        )
+        return [
+            sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(start, len(ids)))
+            for o, ids, start in zip(outputs, sequences, starts)
+        ]
 
     def generate(
         self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None

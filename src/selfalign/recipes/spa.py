@@ -104,7 +104,10 @@ def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, 
             loop.load("policy", judge), p.judge_template, p.judge_labels, engine=loop.judge_engine(judge)
         )
     reference = loop.base if p.judge_reference == "sft" else previous
-    return build_scorer("implicit", model, loop.load, loop.task, reference=reference, beta=loop.cfg.preference.beta)
+    beta = loop.cfg.preference.beta
+    return build_scorer(
+        "implicit", model, loop.load, loop.task, reference=reference, beta=beta, engine_for=loop.logprob_engine
+    )
 
 
 def run(loop: Loop) -> None:

@@ -10,7 +10,7 @@ from selfalign.errors import InputError
 from selfalign.models import ModelKind, Policy, resolve_model_path
 from selfalign.scoring.base import CheckerScorer, GoldRewardScorer, Scorer
 from selfalign.scoring.constitution import check_template
-from selfalign.scoring.implicit import ImplicitRewardScorer
+from selfalign.scoring.implicit import EngineFor, ImplicitRewardScorer
 from selfalign.scoring.pairwise import POINTWISE_FIELDS, PointwiseJudge
 from selfalign.scoring.reward import RewardModelScorer
 from selfalign.scoring.verifiers import OutcomeScorer, ProcessScorer
@@ -34,10 +34,12 @@ def build_scorer(
     aggregate: Literal["product", "min", "last"] = "product",
     reference: str | None = None,
     beta: float = 1.0,
+    engine_for: EngineFor | None = None,
 ) -> Scorer:
     """rm: a reward model's scalar reward; orm: sigma(ORM logit); prm: the PRM's step scores aggregated by
     `aggregate`; implicit: beta [log pi(y|x) - log pi_ref(y|x)] of the policy at `path` against `reference`.
-    `load(kind, path)` loads the model (the run's dtype, no adapters added)."""
+    `load(kind, path)` loads the model (the run's dtype, no adapters added); `engine_for` gives the implicit
+    reward's log-probs from a sampling engine (`Loop.logprob_engine`)."""
     if kind == "rm":
         return RewardModelScorer(load("reward", path))
     if kind == "orm":
@@ -46,7 +48,7 @@ def build_scorer(
         return ProcessScorer(load("prm", path), task, aggregate)
     if reference is None:
         raise ValueError("an implicit-reward scorer needs a reference model")
-    return ImplicitRewardScorer(load("policy", path), load("policy", reference), beta)
+    return ImplicitRewardScorer(load("policy", path), load("policy", reference), beta, engine_for=engine_for)
 
 
 def check_reward(kind: RewardKind, path: str | None, judge: PointwiseJudgeConfig | None = None) -> None:
