@@ -71,7 +71,9 @@ def scorer_factories(loop: Loop, verifiers: dict[str, tuple[ScorerKind, str]], r
     """Each verifier as a deferred scorer, so only one model is in memory at a time."""
 
     def make(kind: ScorerKind, path: str) -> Callable[[], Scorer]:
-        return lambda: build_scorer(kind, path, loop.load, loop.task, reference=reference)
+        return lambda: build_scorer(
+            kind, path, loop.load, loop.task, reference=reference, engine_for=loop.logprob_engine
+        )
 
     return {name: make(kind, path) for name, (kind, path) in verifiers.items()}
 
