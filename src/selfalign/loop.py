@@ -163,13 +163,12 @@ class Loop:
         sampling = {"backend": sampler.backend, **params.as_dict()}
         return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)
 
-    def judge_engine(self, model: str) -> Callable[[list[list[int]]], list[dict[int, float]]] | None:
-        """With the vllm or openai backend, its next-token log-probs for a judge that is checkpoint `model` (LLM
-        judges read their verdicts from them); with hf, None: judges run the model in this process."""
+    def judge_engine(self, policy: Policy, model: str) -> Callable[[list[list[int]]], list[dict[int, float]]] | None:
+        """With the vllm or openai backend, its next-token log-probs for the judge `policy`, loaded from checkpoint
+        `model` (LLM judges read their verdicts from them); with hf, None: judges run the model in this process."""
         s = self.cfg.sampling
         if s.backend == "hf":
             return None
-        policy = self.load("policy", model)
         return make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path).next_token_logprobs
 
     def logprob_engine(self, policy: Policy) -> Callable[[list[list[int]], list[int]], list[float]] | None:

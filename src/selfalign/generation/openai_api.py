@@ -60,25 +60,28 @@ class OpenAISampler:
         # the server's software (vllm, llamacpp, sglang: `owned_by`) and the served weights, named in provenance
         self.backend = f"openai server ({getattr(served, 'owned_by', None) or 'unknown'}) serving {self.model}"
 
-    def _request(self, prompt: list[int], params: SamplingParams, seed: int):
+    def _complete(self, prompt: list[int], **kwargs):
+        """One /v1/completions request for the served model; a failure after the retries is a ServerError."""
         import openai
 
-        greedy = params.temperature == 0
         try:
-            r = self.client.completions.create(
-                model=self.model,
-                prompt=prompt,
-                n=params.n,
-                max_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_p=1.0 if greedy else params.top_p,
-                seed=seed,
-                extra_body={"top_k": -1, "min_p": 0.0},
-            )
+            return self.client.completions.create(model=self.model, prompt=prompt, **kwargs)
         except openai.APIError as e:
             raise ServerError(f"{self.url}: a request failed after {self.cfg.retries} retries: {e}") from None
         except ValueError as e:  # the body was not JSON
             raise ServerError(f"{self.url}: the server answered malformed JSON: {e}") from None
+
+    def _request(self, prompt: list[int], params: SamplingParams, seed: int):
+        greedy = params.temperature == 0
+        r = self._complete(
+            prompt,
+            n=params.n,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            seed=seed,
+            extra_body={"top_k": -1, "min_p": 0.0},
+        )
         choices = sorted(getattr(r, "choices", None) or [], key=lambda c: c.index)
         if len(choices) != params.n:
             raise ServerError(f"{self.url}: asked for n={params.n} completions of one prompt, got {len(choices)}")
@@ -132,24 +135,15 @@ class OpenAISampler:
         (`content[0].top_logprobs`, with ids); vLLM in the completions shape (`top_logprobs[0]`, a token -> log-prob
         map), asked for ids as keys (`token_id:N`); keys that are token strings are matched to ids through our
         tokenizer."""
-        import openai
-
         top = self.cfg.top_logprobs
 
         def one(i: int) -> dict[int, float]:
+            r = self._complete(
+                prompts[i], max_tokens=1, temperature=0.0, logprobs=top, extra_body={"return_tokens_as_token_ids": True}
+            )
             try:
-                r = self.client.completions.create(
-                    model=self.model,
-                    prompt=prompts[i],
-                    max_tokens=1,
-                    temperature=0.0,
-                    logprobs=top,
-                    extra_body={"return_tokens_as_token_ids": True},
-                )
                 logprobs = r.choices[0].logprobs.model_dump()
-            except openai.APIError as e:
-                raise ServerError(f"{self.url}: a request failed after {self.cfg.retries} retries: {e}") from None
-            except (ValueError, IndexError, AttributeError, TypeError) as e:
+            except (IndexError, AttributeError, TypeError) as e:
                 raise ServerError(f"{self.url}: the server answered no usable log-probs: {e}") from None
             if logprobs.get("content"):
                 return {int(t["id"]): float(t["logprob"]) for t in logprobs["content"][0]["top_logprobs"]}

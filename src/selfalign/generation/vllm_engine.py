@@ -90,18 +90,23 @@ class VLLMSampler:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": merged_weights(self.policy.model)})
         self.llm.reset_prefix_cache()
 
+    def _run(self, token_ids: list[list[int]], params, desc: str) -> list:
+        """The engine's outputs for these prompts (token ids) from the policy's current weights, with a progress bar;
+        `params`: one vLLM SamplingParams for all, or one per prompt."""
+        self.sync_weights()
+        return self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in token_ids],
+            params,
+            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
+        )
+
     def next_token_logprobs(self, prompts: list[list[int]], desc: str = "judging") -> list[dict[int, float]]:
         """The engine's TOP_LOGPROBS likeliest next tokens after each prompt (token ids), with their log-probs
         (vLLM's raw log-probs: before any temperature), from the policy's current weights."""
         from vllm import SamplingParams as VLLMParams
 
-        self.sync_weights()
         one = VLLMParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, detokenize=False)
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in prompts],
-            one,
-            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
-        )
+        outputs = self._run(prompts, one, desc)
         return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outputs]
 
     def sequence_logprobs(self, sequences: list[list[int]], starts: list[int], desc: str = "scoring") -> list[float]:
@@ -109,13 +114,8 @@ class VLLMSampler:
         the policy's current weights: the engine's prompt log-probs, one forward per sequence."""
         from vllm import SamplingParams as VLLMParams
 
-        self.sync_weights()
         one = VLLMParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in sequences],
-            one,
-            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
-        )
+        outputs = self._run(sequences, one, desc)
         return [
             sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(start, len(ids)))
             for o, ids, start in zip(outputs, sequences, starts)
@@ -127,7 +127,6 @@ class VLLMSampler:
         from vllm import SamplingParams as VLLMParams
 
         tok = self.policy.tokenizer
-        self.sync_weights()
         encoded = [self.policy.encode_prompt(p) for p in prompts]
         if prefills is not None:
             encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
@@ -144,11 +143,7 @@ class VLLMSampler:
             )
             for i in range(len(prompts))
         ]
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in encoded],
-            requests,
-            use_tqdm=lambda *args, **kwargs: tqdm(*args, **{**kwargs, "desc": desc, "leave": False}),
-        )
+        outputs = self._run(encoded, requests, desc)
         out: list[Generation] = []
         for i, request in enumerate(outputs):
             for j, completion in enumerate(request.outputs):

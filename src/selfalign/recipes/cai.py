@@ -125,15 +125,16 @@ def run(loop: Loop) -> None:
     # RL-CAI: pairs from M_SL labelled by M_SL with the comparison principles, then DPO
     rl = problems[p.prompts : p.prompts + p.rl_prompts]
     samples = loop.sample(2, "samples", m_sl, rl, n=2, temperature=p.temperature, filter="pairs")
+    judge_policy = loop.load("policy", m_sl)
     judge = PairwiseJudge(
-        loop.load("policy", m_sl),
+        judge_policy,
         p.judge_template,
         p.judge_labels,
         batch_size=loop.cfg.sampling.batch_size,
         principles=constitution.comparisons,
         ensemble=p.ensemble,
         seed=loop.run.seed("comparisons"),
-        engine=loop.judge_engine(m_sl),
+        engine=loop.judge_engine(judge_policy, m_sl),
     )
     pairs, summary = loop.label_pairs(2, samples, judge, soft=True)
     m_rl = loop.train(2, m_sl, pairs, trainer="pairs")

@@ -113,8 +113,9 @@ def run(loop: Loop) -> None:
             lessons = judge_records(gold[: p.eft_pairs], p.template, p.labels)
             judge_model = loop.train(1, judge_model, lessons, steps=p.eft_steps, name="judge")
         principles = load_constitution(p.constitution).comparisons if p.constitution else None
+        judge_policy = loop.load("policy", judge_model)
         judge = PairwiseJudge(
-            loop.load("policy", judge_model),
+            judge_policy,
             p.template,
             p.labels,
             batch_size=loop.cfg.sampling.batch_size,
@@ -124,7 +125,7 @@ def run(loop: Loop) -> None:
             decode=rationales(loop, judge_model) if p.cot_template else None,
             seed=loop.run.seed("principles"),
             swap=p.swap,
-            engine=loop.judge_engine(judge_model),
+            engine=loop.judge_engine(judge_policy, judge_model),
         )
     samples = loop.sample(1, "samples", sft, problems[: p.prompts], n=2, temperature=p.temperature, filter="pairs")
     pairs, summary = loop.label_pairs(1, samples, judge, soft=p.soft, flip=p.gold_flip)

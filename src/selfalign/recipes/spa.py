@@ -100,8 +100,9 @@ def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, 
     if p.judge == "self":
         lessons = judge_records(seed, p.judge_template, p.judge_labels)
         judge = loop.train(round, model, lessons, steps=p.judge_steps, name="judge")
+        judge_policy = loop.load("policy", judge)
         return PairwiseJudge(
-            loop.load("policy", judge), p.judge_template, p.judge_labels, engine=loop.judge_engine(judge)
+            judge_policy, p.judge_template, p.judge_labels, engine=loop.judge_engine(judge_policy, judge)
         )
     reference = loop.base if p.judge_reference == "sft" else previous
     beta = loop.cfg.preference.beta
