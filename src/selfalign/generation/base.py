@@ -27,6 +27,15 @@ class Generation:
     token_ids: tuple[int, ...] = ()  # the completion as sampled (EOS included when produced); () if not kept
 
 
+def encode_prompts(policy, prompts: list[str], prefills: list[str] | None) -> list[list[int]]:
+    """Each prompt's token ids (chat template included), followed by its prefill's when given: the response is
+    forced to start with the prefill."""
+    encoded = [policy.encode_prompt(p) for p in prompts]
+    if prefills is None:
+        return encoded
+    return [e + policy.encode_completion(f, eos=False) for e, f in zip(encoded, prefills)]
+
+
 class Sampler(Protocol):
     backend: str  # engine and version, named in provenance
 

@@ -6,7 +6,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from selfalign.generation.base import Generation, SamplingParams
+from selfalign.generation.base import Generation, SamplingParams, encode_prompts
 from selfalign.models.loading import Policy
 
 
@@ -23,9 +23,7 @@ class HFSampler:
         model, tok = self.policy.model, self.policy.tokenizer
         model.eval()
         device = next(model.parameters()).device
-        encoded = [self.policy.encode_prompt(p) for p in prompts]
-        if prefills is not None:  # the response is forced to start with the prefill (after any chat template)
-            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
+        encoded = encode_prompts(self.policy, prompts, prefills)
         # Bucketing by length keeps padding (wasted compute) low; batches hold whole prompts x n samples.
         order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
         per_batch = max(1, self.batch_size // params.n)

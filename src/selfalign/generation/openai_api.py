@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from selfalign.config import ServerConfig
 from selfalign.errors import ServerError
-from selfalign.generation.base import Generation, SamplingParams
+from selfalign.generation.base import Generation, SamplingParams, encode_prompts
 from selfalign.generation.server import served_files, serving, stop_server
 from selfalign.models.loading import Policy, resolve_model_path
 
@@ -115,10 +115,7 @@ class OpenAISampler:
     def generate(
         self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
     ) -> list[Generation]:
-        tok = self.policy.tokenizer
-        encoded = [self.policy.encode_prompt(p) for p in prompts]
-        if prefills is not None:
-            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
+        encoded = encode_prompts(self.policy, prompts, prefills)
         seeds = [params.seed * 1_000_003 + i for i in range(len(encoded))]  # per prompt, as in the vllm backend
         answers = self._map(lambda i: self._request(encoded[i], params, seeds[i]), len(encoded), desc)
         out: list[Generation] = []

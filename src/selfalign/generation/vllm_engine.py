@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from selfalign.distributed import on_cpu
 from selfalign.errors import SelfAlignError
-from selfalign.generation.base import Generation, SamplingParams
+from selfalign.generation.base import Generation, SamplingParams, encode_prompts
 from selfalign.models.loading import Policy, merged_weights
 
 _ENGINE: tuple[tuple, object] | None = None  # (signature, vllm.LLM): the process's one engine
@@ -127,9 +127,7 @@ class VLLMSampler:
         from vllm import SamplingParams as VLLMParams
 
         tok = self.policy.tokenizer
-        encoded = [self.policy.encode_prompt(p) for p in prompts]
-        if prefills is not None:
-            encoded = [e + tok(f, add_special_tokens=False)["input_ids"] for e, f in zip(encoded, prefills)]
+        encoded = encode_prompts(self.policy, prompts, prefills)
         greedy = params.temperature == 0
         requests = [
             VLLMParams(
