@@ -89,6 +89,32 @@ def test_rest_and_rejection_run(tmp_path, recipe, params):
         assert len({r["prompt"] for r in train}) == len(train)  # the best sample per prompt
 
 
+def test_rejection_can_drop_cut_off_samples_and_prefer_the_shortest(tmp_path):
+    # Every sample is scored (min_score far below 0), so each prompt keeps its finished sample with the best
+    # (score, fewest tokens); at T=2.5 with 24 new tokens some samples are cut off and wrong ones differ in length.
+    over = ["params.rounds=1", "params.k=8", "params.temperature=2.5", "params.min_score=-1e9"]
+    out = run(
+        tmp_path,
+        "rejection",
+        *over,
+        "sampling.max_new_tokens=24",
+        "params.finished_only=true",
+        "params.prefer_shorter=true",
+    )
+    samples = read_jsonl(out / "round-001" / "samples.jsonl")
+    assert any(not s["finished"] for s in samples)
+    shortest, first = {}, {}
+    for s in samples:
+        if s["finished"]:
+            shortest[s["problem_id"]] = min(
+                shortest.get(s["problem_id"], s), s, key=lambda x: (-x["correct"], x["n_tokens"])
+            )
+            first[s["problem_id"]] = min(first.get(s["problem_id"], s), s, key=lambda x: -x["correct"])
+    train = read_jsonl(out / "round-001" / "train.jsonl")
+    assert sorted(r["source"] for r in train) == sorted(s["id"] for s in shortest.values())
+    assert shortest != first  # the preference for the shorter changed some prompt's pick
+
+
 def test_existing_run_dir_requires_resume(tmp_path, capsys):
     out = run(tmp_path, "rft", "params.k=1")
     cfg = tmp_path / "rft.yaml"

@@ -3,6 +3,7 @@
     for round t = 1..T:
         sample K responses per prompt from M_{t-1}
         score them; the best per prompt joins the pool, replacing a worse one from an earlier round
+            (optionally: cut-off responses dropped, the shortest of equal scores preferred)
         M_t = finetune(init, pool)
 The scorer is any `Scorer`: the task checker by default, or reward models (one, a weighted sum,
 or Llama 2's safety-gated pair of helpfulness and safety RMs), or a trained ORM or PRM verifier.
@@ -51,6 +52,14 @@ class RejectionParams(Strict):
     combine: Literal["linear", "safety_gated"] = Field("linear", description="how several reward models combine")
     safety_threshold: float = Field(0.15, gt=0, lt=1, description="Llama 2's gate on sigmoid(safety reward)")
     from_base: bool = Field(True, description="train the base model on the pool each round; false continues")
+    finished_only: bool = Field(
+        False,
+        description="drop responses cut off at sampling.max_new_tokens: as a target one would be trained to end,"
+        " with an EOS, where the sampler stopped it",
+    )
+    prefer_shorter: bool = Field(
+        False, description="among samples of equal score keep the one with fewest tokens, not the first drawn"
+    )
 
     @model_validator(mode="after")
     def _gate_needs_both_roles(self) -> RejectionParams:
@@ -90,16 +99,19 @@ def run(loop: Loop) -> None:
     min_score = p.min_score if p.min_score is not None or p.reward_models or p.verifier else 0.5
     base = model = loop.base
     loop.evaluate(0, model)
-    pool: dict[str, tuple[float, dict]] = {}
+    pool: dict[str, tuple[tuple[float, ...], dict]] = {}
     for t in range(1, p.rounds + 1):
         problems = loop.task.train_problems(t, loop.cfg.seed)
         by_id = {q.id: q for q in problems}
         samples = loop.sample(t, "samples", model, problems, n=p.k, temperature=p.temperature, filter=f"best-of-{p.k}")
         scores = scorer.score([by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples])
         for r, s in zip(samples, scores):
-            if (min_score is None or s >= min_score) and s > pool.get(r["problem_id"], (float("-inf"),))[0]:
+            if p.finished_only and not r["finished"] or min_score is not None and s < min_score:
+                continue
+            rank = (s, -r["n_tokens"]) if p.prefer_shorter else (s,)
+            if rank > pool.get(r["problem_id"], ((float("-inf"),),))[0]:
                 pool[r["problem_id"]] = (
-                    s,
+                    rank,
                     {**r, "provenance": {**r["provenance"], "scorer": scorer.name, "score": s}},
                 )
         data = [sft_record(r) for _, r in pool.values()]
