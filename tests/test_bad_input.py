@@ -199,6 +199,16 @@ CASES = [
         "recipe: spa\n" + LETTERS + "params:\n  iterations: 2\n  prompts_per_iteration: 100\n",
         ["cfg.yaml, line 6: field 'params.prompts_per_iteration'"],
     ),
+    Case(
+        "spa-seed-prompts-with-a-seed",
+        "recipe: spa\n" + LETTERS + "params:\n  seed_prompts: 4\n",
+        ["cfg.yaml, line 5: field 'params.seed_prompts': task letters has its own gold-labelled seed pairs"],
+    ),
+    Case(
+        "spa-ifeval-without-seed-prompts",
+        "recipe: spa\ntask: {name: ifeval, n_train: 8, n_eval: 2}\n",
+        ["cfg.yaml: field 'params.seed_prompts': task ifeval has no gold-labelled seed pairs: set it"],
+    ),
     Case("vstar-verifier", "recipe: vstar\nparams:\n  verifiers: [xyz]\n", ["line 3: field 'params.verifiers[0]'"]),
     Case(
         "vstar-test-set",

@@ -67,6 +67,20 @@ def test_cai_on_smollm2(tmp_path):
     assert "Request:" in critique and any(len(c) > 20 and c in critique for c in CRITIQUES)
 
 
+def test_spa_seeds_ifeval_with_gold_labelled_samples(tmp_path):
+    over = ["task.n_train=4", "params.seed_prompts=2", "params.prompts_per_iteration=2", "params.iterations=1"]
+    out = run(tmp_path, "spa_ifeval.yaml", *over)
+    pairs = read_jsonl(out / "round-001" / "pairs.jsonl")  # best against worst of k by gold; gold ties not trained on
+    samples = {(r["prompt"], r["completion"]): r["reward"] for r in read_jsonl(out / "round-001" / "samples.jsonl")}
+    for p in pairs:
+        chosen, rejected = samples[p["prompt"], p["chosen"]], samples[p["prompt"], p["rejected"]]
+        assert chosen >= rejected and p["gold_agrees"] == (None if chosen == rejected else True)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[1]["train_pairs"] == sum(bool(p["gold_agrees"]) for p in pairs)
+    assert not {r["prompt"] for r in read_jsonl(out / "round-002" / "samples.jsonl")} & {p["prompt"] for p in pairs}
+
+
 CRITIQUES = [
     line.split('"critique": "')[1].split('"')[0]
     for line in (ROOT / "configs" / "constitution_ifeval.jsonl").read_text().splitlines()

@@ -1,6 +1,7 @@
 """SPA: Spread Preference Annotation (Kim et al., ICLR 2025; official code kingdy2002/SPA).
 
     pi_0 = DPO(pi_SFT) on the small gold-labelled seed, reference pi_SFT
+           (a task without fixed seed pairs, as ifeval: pairs sampled from pi_SFT on the first prompts, gold-labelled)
     for i = 1..T:
         X_i = a fresh, disjoint chunk of unlabelled prompts
         y_1, y_2 ~ pi_{i-1}(. | x)
@@ -27,7 +28,7 @@ from selfalign.errors import InputError
 from selfalign.evaluation.metrics import annotation_accuracy
 from selfalign.loop import Loop
 from selfalign.models import resolve_model_path
-from selfalign.scoring.base import Scorer
+from selfalign.scoring.base import GoldRewardScorer, Scorer
 from selfalign.scoring.factory import build_scorer
 from selfalign.scoring.pairwise import PairwiseJudge, judge_records
 from selfalign.tasks.base import Task
@@ -40,6 +41,12 @@ class SpaParams(Strict):
     prompts_per_iteration: int = Field(1000, gt=0, description="fresh unlabelled prompts per iteration")
     k: int = Field(2, ge=2, description="responses sampled per prompt; the pair is best vs worst")
     temperature: float | None = Field(None, ge=0, description="sampling temperature (default: sampling.temperature)")
+    seed_prompts: int | None = Field(
+        None,
+        gt=0,
+        description="for a task without fixed gold pairs (ifeval): the first seed_prompts unlabelled prompts form the"
+        " seed, k responses sampled from pi_SFT each, best against worst by the gold reward (gold ties dropped)",
+    )
     seed_steps: int | None = Field(None, gt=0, description="steps of the seed DPO (default: training.steps)")
     judge: Literal["implicit", "rm", "self"] = Field(
         "implicit", description="implicit = SPA; rm = an external reward model; self = the model as a pairwise judge"
@@ -80,14 +87,18 @@ PARAMS = SpaParams
 
 def validate(p: SpaParams, task: Task, cfg: RunConfig) -> None:
     pool = task.unlabelled()
-    if task.gold_pairs("seed") is None or pool is None:
-        raise InputError("<config>", "SPA needs a task with a labelled seed and unlabelled prompts", field="task.name")
-    needed = p.iterations * p.prompts_per_iteration
+    if pool is None:
+        raise InputError("<config>", "SPA needs a task with unlabelled prompts", field="task.name")
+    if (task.gold_pairs("seed") is None) != bool(p.seed_prompts):
+        has = "has its own gold-labelled seed pairs" if p.seed_prompts else "has no gold-labelled seed pairs"
+        fix = "leave it unset" if p.seed_prompts else "set it to gold-label pairs sampled from pi_SFT"
+        raise InputError("<config>", f"task {task.name} {has}: {fix}", field="params.seed_prompts")
+    needed = (p.seed_prompts or 0) + p.iterations * p.prompts_per_iteration
     if len(pool) < needed:
         raise InputError(
             "<config>",
-            f"{p.iterations} iterations x {p.prompts_per_iteration} prompts need {needed} unlabelled prompts; "
-            f"the task has {len(pool)}",
+            f"{p.seed_prompts or 0} seed prompts + {p.iterations} iterations x {p.prompts_per_iteration} prompts need"
+            f" {needed} unlabelled prompts; the task has {len(pool)}",
             field="params.prompts_per_iteration",
         )
     if p.judge_model:
@@ -115,10 +126,16 @@ def run(loop: Loop) -> None:
     p: SpaParams = loop.params
     sft = loop.base
     loop.evaluate(0, sft)
-    seed = loop.pairs(1, "seed")
+    pool, previous = loop.task.unlabelled(), sft
+    if p.seed_prompts:
+        seed_problems, pool = pool[: p.seed_prompts], pool[p.seed_prompts :]
+        samples = loop.sample(1, "samples", sft, seed_problems, n=p.k, temperature=p.temperature, filter="pairs")
+        gold = loop.judge(1, samples, seed_problems, GoldRewardScorer(loop.task))
+        seed = [pair for pair in gold if pair["gold_agrees"]]
+    else:
+        seed = loop.pairs(1, "seed")
     model = loop.train(1, sft, seed, steps=p.seed_steps, trainer="pairs")
     loop.evaluate(1, model, train_pairs=len(seed))
-    pool, previous = loop.task.unlabelled(), sft
     for i in range(1, p.iterations + 1):
         t = i + 1
         prompts = pool[(i - 1) * p.prompts_per_iteration : i * p.prompts_per_iteration]

@@ -388,6 +388,13 @@ class IfevalTask(Task):
         rng = random.Random(f"ifeval-train-{seed}-{round}")
         return draw_problems(TRAIN_REQUESTS, self.cfg.n_train, self.cfg.max_constraints, rng, "task.n_train")
 
+    def unlabelled(self) -> list[Problem]:
+        """One fixed pool of n_train training prompts (or prompts_path's) for self-annotating recipes (SPA)."""
+        if self._train is not None:
+            return self._train
+        rng = random.Random("ifeval-pool")
+        return draw_problems(TRAIN_REQUESTS, self.cfg.n_train, self.cfg.max_constraints, rng, "task.n_train")
+
     def eval_sets(self) -> dict[str, list[Problem]]:
         """The held-out prompts by their number of instructions."""
         sets: dict[str, list[Problem]] = {}
