@@ -129,6 +129,11 @@ CASES = [
         "unknown-task-name", STAR + "task: {name: chess}\n", ["cfg.yaml, line 2: field 'task.name': Input tag 'chess'"]
     ),
     Case("name-is-a-path", STAR + "name: ../elsewhere\n", ["cfg.yaml, line 2: field 'name': must be a plain name"]),
+    Case(
+        "dtype-without-vllm",
+        STAR + "sampling: {dtype: bfloat16}\n",
+        ["line 2: field 'sampling': dtype bfloat16 applies to backend vllm only (hf samples in the policy's)"],
+    ),
     Case("unknown-backend", STAR + "sampling: {backend: sglang}\n", ["line 2: field 'sampling.backend': Input should"]),
     # -- recipe params --------------------------------------------------------------------------------------
     Case(

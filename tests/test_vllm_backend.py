@@ -98,6 +98,18 @@ def test_after_a_training_update_the_engine_scores_as_the_trained_policy(tmp_pat
         assert all(torch.equal(v, state[k]) for k, v in policy.model.state_dict().items())
 
 
+def test_a_bf16_engine_samples_the_policy_rounded_and_says_so():
+    policy = load_policy("builtin:arith-tiny", dtype="float32")
+    sampler = make_sampler("vllm", policy, dtype="bfloat16")
+    assert sampler.backend.endswith("(bfloat16)")
+    prompt_ids = policy.encode_prompt(PROMPTS[2])
+    train_sft(policy, [{"prompt": p, "completion": "9"} for p in PROMPTS], TrainingConfig(lr=5e-2, steps=5), None)
+    policy.model.cpu()
+    tokens, logps = vllm_logprobs(sampler, prompt_ids, 8)  # fp32 weights pushed into the bf16 engine
+    exact = policy_logprobs(policy, prompt_ids, tokens)
+    assert torch.allclose(logps, exact, atol=0.1) and not torch.allclose(logps, exact, atol=1e-5)
+
+
 def test_a_recipe_runs_on_vllm_and_names_the_engine_in_provenance(tmp_path):
     from selfalign.cli import main
 

@@ -208,6 +208,12 @@ class SamplingConfig(Strict):
     max_new_tokens: int = Field(160, gt=0)
     batch_size: int = Field(128, gt=0, description="sequences per generate call (vllm: sequences decoded at once)")
     server: ServerConfig = Field(default_factory=ServerConfig, description="the openai backend's server")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="vllm: the engine's precision; auto = the policy's (fp32 on a CPU). bfloat16 samples from a copy"
+        " of the policy rounded to bf16, faster where the CPU has AVX-512 BF16 or AMX (BENCHMARKS.md, Scale-out); the"
+        " log-probs judges and the implicit reward read from the engine are then bf16's too. Training is unaffected",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -222,6 +228,10 @@ class SamplingConfig(Strict):
     def _one_server(self) -> SamplingConfig:
         if self.backend == "openai" and (self.server.command is None) == (self.server.url is None):
             raise ValueError("backend openai needs exactly one of server.command and server.url")
+        if self.dtype != "auto" and self.backend != "vllm":
+            raise ValueError(
+                f"dtype {self.dtype} applies to backend vllm only ({self.backend} samples in the policy's)"
+            )
         return self
 
 

@@ -158,7 +158,7 @@ class Loop:
     ) -> tuple[list[Generation], dict]:
         s = self.cfg.sampling
         policy = self.load("policy", model)
-        sampler = make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path)
+        sampler = make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path, s.dtype)
         gens = sampler.generate(prompts, params, desc=stage, prefills=prefills)
         sampling = {"backend": sampler.backend, **params.as_dict()}
         return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)
@@ -169,13 +169,16 @@ class Loop:
         s = self.cfg.sampling
         if s.backend == "hf":
             return None
-        return make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path).next_token_logprobs
+        sampler = make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path, s.dtype)
+        return sampler.next_token_logprobs
 
     def logprob_engine(self, policy: Policy) -> Callable[[list[list[int]], list[int]], list[float]] | None:
         """With the vllm backend, its engine's summed response log-probs for `policy` (the implicit reward reads
         them there); None otherwise: the model runs in this process."""
         s = self.cfg.sampling
-        return make_sampler(s.backend, policy, s.batch_size).sequence_logprobs if s.backend == "vllm" else None
+        if s.backend != "vllm":
+            return None
+        return make_sampler(s.backend, policy, s.batch_size, dtype=s.dtype).sequence_logprobs
 
     def _graded(
         self, problem: Problem, g: Generation, provenance: dict, hinted: bool, prefills: list[str] | None
@@ -202,6 +205,7 @@ class Loop:
             "grad_accum": self.cfg.training.grad_accum,
             "backend": s.backend,
             "batch_size": s.batch_size,
+            "dtype": s.dtype,
             "reference_path": None if self.cfg.model.lora else self.base,
         }
 

@@ -16,8 +16,10 @@ def make_sampler(
     server: ServerConfig | None = None,
     checkpoint: str | None = None,
     base: str | None = None,
+    dtype: str = "auto",
 ) -> Sampler:
-    """`server`, `checkpoint` (what `policy` was loaded from) and `base` (the run's model.path): for openai."""
+    """`server`, `checkpoint` (what `policy` was loaded from) and `base` (the run's model.path): for openai;
+    `dtype`: vllm's engine precision (auto: the policy's)."""
     if backend == "hf":
         from selfalign.generation.hf import HFSampler
 
@@ -25,7 +27,7 @@ def make_sampler(
     if backend == "vllm":
         from selfalign.generation.vllm_engine import VLLMSampler
 
-        return VLLMSampler(policy, batch_size)
+        return VLLMSampler(policy, batch_size, dtype)
     if backend == "openai":
         from selfalign.generation.openai_api import OpenAISampler
 

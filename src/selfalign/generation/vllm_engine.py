@@ -23,13 +23,12 @@ _ENGINE: tuple[tuple, object] | None = None  # (signature, vllm.LLM): the proces
 TOP_LOGPROBS = 256  # next-token log-probs an LLM judge reads (SmolLM2-135M ranked its labels as low as 178th)
 
 
-def _engine(policy: Policy, max_num_seqs: int):
+def _engine(policy: Policy, max_num_seqs: int, dtype: str):
     """The process's engine for this architecture and dtype, created on first use (seconds) and kept."""
     global _ENGINE
     model = policy.model
     peft = getattr(model, "peft_config", None)
     path = peft["default"].base_model_name_or_path if peft else model.name_or_path
-    dtype = str(model.dtype).removeprefix("torch.")
     config = model.config.to_dict()
     config.pop("_name_or_path", None)
     signature = (repr(sorted(config.items())), dtype, max_num_seqs)
@@ -78,12 +77,14 @@ def _engine(policy: Policy, max_num_seqs: int):
 
 
 class VLLMSampler:
-    def __init__(self, policy: Policy, batch_size: int = 128):
+    def __init__(self, policy: Policy, batch_size: int = 128, dtype: str = "auto"):
         self.policy = policy
-        self.llm = _engine(policy, batch_size)
+        if dtype == "auto":
+            dtype = str(policy.model.dtype).removeprefix("torch.")
+        self.llm = _engine(policy, batch_size, dtype)
         from vllm import __version__
 
-        self.backend = f"vllm {__version__}"
+        self.backend = f"vllm {__version__} ({dtype})"
 
     @torch.no_grad()
     def sync_weights(self) -> None:
