@@ -132,3 +132,16 @@ def test_spa_self_judge_baseline_end_to_end(tmp_path):
         assert pairs[0]["provenance"]["judge"] == f"pairwise:round-{t:03d}/judge"  # run-relative
         assert all(0.5 <= p["confidence"] < 1 for p in pairs)
     assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2, 3]
+
+
+def test_spa_gold_judge_trains_on_gold_labels_only(tmp_path):
+    cfg = tmp_path / "spa.yaml"
+    cfg.write_text("recipe: spa\nseed: 2\nmodel:\n  path: builtin:letters-sft\ntask:\n  name: letters\n")
+    out = tmp_path / "run"
+    args = ["task.n_prompts=40", "task.seed_fraction=0.1", "task.n_eval=8", "training.steps=2", "params.seed_steps=2"]
+    args += ["sampling.max_new_tokens=12", "params.iterations=1", "params.prompts_per_iteration=30"]
+    assert main(["run", str(cfg), "--out", str(out), *args, "params.judge=gold", "params.refine=false"]) == 0
+    pairs = read_jsonl(out / "round-002" / "pairs.jsonl")
+    assert pairs[0]["provenance"]["judge"] == "gold:letters"
+    row = read_jsonl(out / "metrics.jsonl")[2]
+    assert row["annotation_accuracy"] == 1.0 and row["train_pairs"] == sum(p["gold_agrees"] is True for p in pairs)

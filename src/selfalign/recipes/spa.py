@@ -10,9 +10,10 @@
                pairs get label smoothing alpha (after 20% of steps); confidence uses extrapolated
                logits (1 + lam_i) logits_theta - lam_i logits_ref (de-coupled noise detection)
 
-Baselines in the same harness, with `refine: false`: `judge: rm` (iterative DPO judged by an external reward model)
-and `judge: self` (judged by the model itself as a pairwise LLM judge, both orders averaged; each iteration
-pi_{i-1} learns to judge from the same gold seed first, as Self-Rewarding LMs train on evaluation data).
+Baselines in the same harness, with `refine: false`: `judge: gold` (the oracle labeller), `judge: rm` (iterative
+DPO judged by an external reward model) and `judge: self` (judged by the model itself as a pairwise LLM judge, both
+orders averaged; each iteration pi_{i-1} learns to judge from the same gold seed first, as Self-Rewarding LMs train
+on evaluation data).
 Ablations: `refine: false` (expansion only) and `lambdas: [0]` (no noise detection).
 Each round's eval row carries the judge's accuracy against the hidden gold labels.
 """
@@ -48,8 +49,10 @@ class SpaParams(Strict):
         " seed, k responses sampled from pi_SFT each, best against worst by the gold reward (gold ties dropped)",
     )
     seed_steps: int | None = Field(None, gt=0, description="steps of the seed DPO (default: training.steps)")
-    judge: Literal["implicit", "rm", "self"] = Field(
-        "implicit", description="implicit = SPA; rm = an external reward model; self = the model as a pairwise judge"
+    judge: Literal["implicit", "rm", "self", "gold"] = Field(
+        "implicit",
+        description="implicit = SPA; rm = an external reward model; self = the model as a pairwise judge; gold = the"
+        " task's gold reward (the oracle labeller: what the same pairs give with perfect labels; gold ties dropped)",
     )
     judge_reference: Literal["sft", "previous"] = Field(
         "sft", description="reference of the implicit-reward judge: the SFT model (paper) or pi_{i-2}"
@@ -108,6 +111,8 @@ def validate(p: SpaParams, task: Task, cfg: RunConfig) -> None:
 def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, seed: list[dict]) -> Scorer:
     if p.judge == "rm":
         return build_scorer("rm", p.judge_model, loop.load, loop.task)
+    if p.judge == "gold":
+        return GoldRewardScorer(loop.task)
     if p.judge == "self":
         lessons = judge_records(seed, p.judge_template, p.judge_labels)
         judge = loop.train(round, model, lessons, steps=p.judge_steps, name="judge")
@@ -141,6 +146,8 @@ def run(loop: Loop) -> None:
         prompts = pool[(i - 1) * p.prompts_per_iteration : i * p.prompts_per_iteration]
         samples = loop.sample(t, "samples", model, prompts, n=p.k, temperature=p.temperature, filter="pairs")
         pairs = loop.judge(t, samples, prompts, make_judge(loop, p, t, model, previous, seed))
+        if p.judge == "gold":  # an oracle does not label a tie
+            pairs = [pair for pair in pairs if pair["gold_agrees"]]
         lam = p.lambdas[min(i, len(p.lambdas)) - 1]
         refinement = p.refinement.model_copy(update={"lam": lam}) if p.refine else None
         previous, model = model, loop.train(t, model, pairs, trainer="pairs", refinement=refinement)
