@@ -1,4 +1,4 @@
-"""Sampling throughput: selfalign's samplers (`hf`, `vllm`, `openai`) vs a plain per-prompt `model.generate` loop.
+"""Sampling throughput: selfalign's samplers (`hf`, `vllm`, `vllm-bf16`, `openai`) vs a plain `model.generate` loop.
 
 Same model, prompts, n samples per prompt, temperature and token budget; all count completion tokens up to and
 including EOS. Each sampler runs in its own process, one after the other (peak RSS is that process's, model
@@ -72,9 +72,10 @@ def measure(sampler: str, args: argparse.Namespace) -> dict:
         tokens = plain_loop(policy, prompts, params)
     else:
         server = ServerConfig(command=args.server_command, concurrency=args.concurrency)
-        backend = make_sampler(sampler, policy, args.batch_size, server, checkpoint=args.model, base=args.model)
+        kind, dtype = ("vllm", "bfloat16") if sampler == "vllm-bf16" else (sampler, "auto")
+        backend = make_sampler(kind, policy, args.batch_size, server, args.model, args.model, dtype)
         row["start"] = time.perf_counter() - t0
-        if sampler == "vllm":
+        if kind == "vllm":
             t0 = time.perf_counter()
             backend.sync_weights()
             row["sync"] = time.perf_counter() - t0
@@ -98,7 +99,9 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--batch-size", type=int, default=256, help="sequences per generate call (vLLM: max_num_seqs)")
     ap.add_argument("--task", choices=["arithmetic", "ifeval"], default="arithmetic", help="prompt source")
-    ap.add_argument("--samplers", nargs="+", choices=["plain", "hf", "vllm", "openai"], default=["hf", "plain"])
+    ap.add_argument(
+        "--samplers", nargs="+", choices=["plain", "hf", "vllm", "vllm-bf16", "openai"], default=["hf", "plain"]
+    )
     launcher = os.path.join(os.path.dirname(__file__), "..", "tests", "scripts", "llama_server.py")
     ap.add_argument(
         "--server-command",
