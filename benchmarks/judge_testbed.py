@@ -6,7 +6,8 @@ A pair is two of SmolLM2's own responses (T=0.8) to one prompt whose gold reward
 prompts of a rejection-sampling round with 8 samples per prompt; test: held-out prompts with 8 samples each (at most
 `--per-prompt` pairs per prompt):
 
-    selfalign run configs/rejection_ifeval.yaml --out runs/rs-ifeval-k8 params.rounds=1 params.k=8
+    selfalign run configs/rejection_ifeval.yaml --out runs/rs-ifeval-k8 params.rounds=1 params.k=8 \
+        params.finished_only=false params.prefer_shorter=false
     selfalign eval --model builtin:smollm2-135m-instruct --config configs/rejection_ifeval.yaml --out runs/smol-pass8 \
         task.n_eval=50 sampling.max_new_tokens=256 eval.k=8 eval.temperature=0.8
     python benchmarks/judge_testbed.py --seeds 0 1 2
