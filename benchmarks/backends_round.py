@@ -43,7 +43,6 @@ def run_round(backend: str, out: Path, args: argparse.Namespace) -> dict:
     overrides = [
         *overrides,
         f"params.k={args.k}",
-        f"task.n_train={2 * args.prompts if args.recipe == 'spa' else args.prompts}",
         f"task.n_eval={args.prompts}",
         f"sampling.max_new_tokens={args.max_new_tokens}",
         f"sampling.batch_size={args.prompts * args.k}",
@@ -51,8 +50,11 @@ def run_round(backend: str, out: Path, args: argparse.Namespace) -> dict:
         "training.steps=8",
         f"sampling.backend={backend.removesuffix('-bf16')}",
     ]
-    if args.recipe == "spa":
-        overrides += [f"params.seed_prompts={args.prompts}", f"params.prompts_per_iteration={args.prompts}"]
+    if args.recipe == "spa":  # a seed and one iteration, each of `prompts` prompts
+        overrides += [f"task.n_train={2 * args.prompts}", f"params.seed_prompts={args.prompts}"]
+        overrides.append(f"params.prompts_per_iteration={args.prompts}")
+    else:
+        overrides.append(f"task.n_train={args.prompts}")
     if backend == "vllm-bf16":
         overrides.append("sampling.dtype=bfloat16")
     if backend == "openai":

@@ -106,7 +106,7 @@ def run(loop: Loop) -> None:
         samples = loop.sample(t, "samples", model, problems, n=p.k, temperature=p.temperature, filter=f"best-of-{p.k}")
         scores = scorer.score([by_id[r["problem_id"]] for r in samples], [r["completion"] for r in samples])
         for r, s in zip(samples, scores):
-            if p.finished_only and not r["finished"] or min_score is not None and s < min_score:
+            if (p.finished_only and not r["finished"]) or (min_score is not None and s < min_score):
                 continue
             rank = (s, -r["n_tokens"]) if p.prefer_shorter else (s,)
             if rank > pool.get(r["problem_id"], ((float("-inf"),),))[0]:

@@ -29,6 +29,7 @@ from selfalign.errors import InputError
 from selfalign.evaluation.metrics import annotation_accuracy
 from selfalign.loop import Loop
 from selfalign.models import resolve_model_path
+from selfalign.records import Problem
 from selfalign.scoring.base import GoldRewardScorer, Scorer
 from selfalign.scoring.factory import build_scorer
 from selfalign.scoring.pairwise import PairwiseJudge, judge_records
@@ -127,6 +128,12 @@ def make_judge(loop: Loop, p: SpaParams, round: int, model: str, previous: str, 
     )
 
 
+def judged(loop: Loop, round: int, samples: list[dict], problems: list[Problem], scorer: Scorer) -> list[dict]:
+    """`Loop.judge`'s pairs, less gold ties when the judge is the gold reward: an oracle does not label a tie."""
+    pairs = loop.judge(round, samples, problems, scorer)
+    return [pair for pair in pairs if pair["gold_agrees"]] if isinstance(scorer, GoldRewardScorer) else pairs
+
+
 def run(loop: Loop) -> None:
     p: SpaParams = loop.params
     sft = loop.base
@@ -135,8 +142,7 @@ def run(loop: Loop) -> None:
     if p.seed_prompts:
         seed_problems, pool = pool[: p.seed_prompts], pool[p.seed_prompts :]
         samples = loop.sample(1, "samples", sft, seed_problems, n=p.k, temperature=p.temperature, filter="pairs")
-        gold = loop.judge(1, samples, seed_problems, GoldRewardScorer(loop.task))
-        seed = [pair for pair in gold if pair["gold_agrees"]]
+        seed = judged(loop, 1, samples, seed_problems, GoldRewardScorer(loop.task))
     else:
         seed = loop.pairs(1, "seed")
     model = loop.train(1, sft, seed, steps=p.seed_steps, trainer="pairs")
@@ -145,9 +151,7 @@ def run(loop: Loop) -> None:
         t = i + 1
         prompts = pool[(i - 1) * p.prompts_per_iteration : i * p.prompts_per_iteration]
         samples = loop.sample(t, "samples", model, prompts, n=p.k, temperature=p.temperature, filter="pairs")
-        pairs = loop.judge(t, samples, prompts, make_judge(loop, p, t, model, previous, seed))
-        if p.judge == "gold":  # an oracle does not label a tie
-            pairs = [pair for pair in pairs if pair["gold_agrees"]]
+        pairs = judged(loop, t, samples, prompts, make_judge(loop, p, t, model, previous, seed))
         lam = p.lambdas[min(i, len(p.lambdas)) - 1]
         refinement = p.refinement.model_copy(update={"lam": lam}) if p.refine else None
         previous, model = model, loop.train(t, model, pairs, trainer="pairs", refinement=refinement)

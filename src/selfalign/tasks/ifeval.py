@@ -382,18 +382,19 @@ class IfevalTask(Task):
             self._eval = draw_problems(EVAL_REQUESTS, n, cfg.max_constraints, rng, "task.n_eval")
         self._train = load_problems(cfg.prompts_path) if cfg.prompts_path else None
 
-    def train_problems(self, round: int, seed: int) -> list[Problem]:
+    def _training(self, draw: str) -> list[Problem]:
+        """prompts_path's prompts, or n_train generated ones from the random stream named `draw`."""
         if self._train is not None:
             return self._train
-        rng = random.Random(f"ifeval-train-{seed}-{round}")
+        rng = random.Random(draw)
         return draw_problems(TRAIN_REQUESTS, self.cfg.n_train, self.cfg.max_constraints, rng, "task.n_train")
 
+    def train_problems(self, round: int, seed: int) -> list[Problem]:
+        return self._training(f"ifeval-train-{seed}-{round}")
+
     def unlabelled(self) -> list[Problem]:
-        """One fixed pool of n_train training prompts (or prompts_path's) for self-annotating recipes (SPA)."""
-        if self._train is not None:
-            return self._train
-        rng = random.Random("ifeval-pool")
-        return draw_problems(TRAIN_REQUESTS, self.cfg.n_train, self.cfg.max_constraints, rng, "task.n_train")
+        """One fixed pool of training prompts for self-annotating recipes (SPA)."""
+        return self._training("ifeval-pool")
 
     def eval_sets(self) -> dict[str, list[Problem]]:
         """The held-out prompts by their number of instructions."""
