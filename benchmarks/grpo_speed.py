@@ -26,6 +26,11 @@ default), `shuffle_dataset=False` (so both see the same prompts each step), `log
 What stays each trainer's own:
 - Generation: both call HF `generate` (KV cache, left-padded prompts) once per step on the whole batch; ours
   passes each prompt once with `num_return_sequences=n`, TRL passes it n times.
+- Rows with zero advantage (groups all right or all wrong): ours leaves them out of the forward and backward pass
+  (`skip_zero_advantage`, on by default; the update is the same, tests/test_grpo.py), TRL trains on every row. The
+  row "every row trained" turns it off.
+- Decoding threads: the row "sampling.threads=1" decodes with one torch thread (training keeps --threads); on a
+  1M-parameter model a decode step is too small to share across cores. TRL decodes with --threads.
 - Training batch: ours re-tokenizes the decoded completion (plus EOS when it stopped) and right-pads
   prompt + completion; TRL keeps the sampled ids, left-pads prompts and right-pads completions. With one
   digit count all prompts have the same length, so neither pads prompts.
@@ -135,6 +140,7 @@ def setup(spec: dict):
         beta=0.0,
         backend=spec["backend"],
         batch_size=spec["batch_size"],  # one generate call per micro-batch
+        threads=spec.get("sampling_threads"),
     )
     return policy, task, problems, rollout, checker
 
@@ -201,6 +207,7 @@ def train(spec: dict) -> dict:
             beta=0.0,
             max_new_tokens=spec["max_new_tokens"],
             seed=spec["seed"],
+            skip_zero_advantage=spec.get("skip", True),
         )
         seconds = time.perf_counter() - start
         length = statistics.mean(e["completion_tokens"] for e in log)
@@ -321,12 +328,17 @@ def main() -> None:
 
     base = {k: v for k, v in vars(args).items() if k not in ("worker", "vllm")} | {"lora_r": 0, "lora_alpha": None}
     c = isolated(__file__, {**base, "impl": "check", "label": "step-0 check", "backend": "hf"})
-    configurations = [(OURS, "ours", "hf"), (TRL, "trl", "hf")]
+    configurations = [
+        (OURS, "ours", {}),
+        (f"{OURS}, sampling.threads=1", "ours", {"sampling_threads": 1}),
+        (f"{OURS}, every row trained", "ours", {"skip": False}),
+        (TRL, "trl", {}),
+    ]
     if args.vllm:
-        configurations.append((f"{OURS}, vLLM", "ours", "vllm"))
+        configurations.append((f"{OURS}, vLLM", "ours", {"backend": "vllm"}))
     results = {
-        label: isolated(__file__, {**base, "impl": impl, "label": label, "backend": backend})
-        for label, impl, backend in configurations
+        label: isolated(__file__, {**base, "impl": impl, "label": label, "backend": "hf", **extra})
+        for label, impl, extra in configurations
     }
     peer = results[TRL]["samples_per_s"]
     print(

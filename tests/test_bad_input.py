@@ -134,6 +134,11 @@ CASES = [
         STAR + "sampling: {dtype: bfloat16}\n",
         ["line 2: field 'sampling': dtype bfloat16 applies to backend vllm only (hf samples in the policy's)"],
     ),
+    Case(
+        "threads-without-hf",
+        STAR + "sampling: {backend: openai, threads: 1, server: {url: 'http://localhost:1'}}\n",
+        ["line 2: field 'sampling': threads applies to backend hf only (openai sets its own)"],
+    ),
     Case("unknown-backend", STAR + "sampling: {backend: sglang}\n", ["line 2: field 'sampling.backend': Input should"]),
     # -- recipe params --------------------------------------------------------------------------------------
     Case(

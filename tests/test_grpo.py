@@ -8,13 +8,14 @@ import torch
 
 from selfalign.batching import IGNORE
 from selfalign.cli import main
-from selfalign.config import ArithmeticTaskConfig
+from selfalign.config import ArithmeticTaskConfig, TrainingConfig
 from selfalign.generation import SamplingParams
 from selfalign.models import load
 from selfalign.records import read_jsonl
 from selfalign.rollout import GroupRollout, RolloutError
 from selfalign.scoring.base import CheckerScorer, GoldRewardScorer
 from selfalign.tasks.arithmetic import ArithmeticTask
+from selfalign.training.grpo import train_grpo
 from selfalign.training.rl_objectives import process_advantages
 
 SMALL = [
@@ -96,6 +97,57 @@ def test_a_broken_scorer_is_a_clear_error(setup, scores, message):
 def test_no_prompts_is_a_clear_error(setup):
     with pytest.raises(RolloutError, match="at least one prompt"):
         GroupRollout(setup[0], [], setup[1], CheckerScorer(setup[1]), SamplingParams(n=2), prompts_per_batch=1)
+
+
+class Replay:
+    """An online source that serves one recorded rollout batch at every step."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def next_batch(self, step, micro):
+        return dict(self.batch)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "loss_type", "advantages"),
+    [
+        ("grpo", "dapo", [0, 0, 0, 0, 1.2, -0.4, 0.3, -1.1]),
+        ("grpo", "bnpo", [0, 0, 0, 0, 1.2, -0.4, 0.3, -1.1]),
+        ("grpo", "grpo", [0.5, -0.5, 0, 0, 0, 0, 1.0, -1.0]),
+        ("grpo", "dr_grpo", [0.5, -0.5, 0, 0, 0, 0, 1.0, -1.0]),
+        ("rloo", "dapo", [0, 0, 0, 0, 1.2, -0.4, 0.3, -1.1]),
+        ("grpo", "dapo", [0.0] * 8),
+    ],
+)
+def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(setup, algorithm, loss_type, advantages):
+    batch = rollout(setup, max_new_tokens=30).next_batch(1, 0)  # ragged: some rows are longer than others
+    batch["advantages"] = torch.tensor(advantages)
+    cfg = TrainingConfig(lr=1e-2, steps=3, batch_size=8, warmup_ratio=0.0)
+    runs = {}
+    for skip in (True, False):
+        policy = load("policy", "builtin:arith-tiny", dtype="float32")
+        log = train_grpo(
+            policy,
+            [],
+            cfg,
+            None,
+            rollout=lambda _: Replay(batch),
+            algorithm=algorithm,
+            loss_type=loss_type,
+            max_new_tokens=30,
+            skip_zero_advantage=skip,
+        )
+        runs[skip] = (log, torch.cat([p.detach().flatten() for p in policy.model.parameters()]))
+    (skipped, w_skipped), (full, w_full) = runs[True], runs[False]
+    assert skipped[0]["trained_rows"] == (0.5 if any(advantages) else 1 / 8) and full[0]["trained_rows"] == 1.0
+    for a, b in zip(skipped, full):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-7)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+    start = torch.cat([p.detach().flatten() for p in load("policy", "builtin:arith-tiny").model.parameters()])
+    # Adam turns float noise on near-zero gradient entries into lr-sized steps: compare the updates as a whole
+    assert (w_skipped - w_full).norm() <= 1e-4 * (w_full - start).norm()
+    assert (full[0]["grad_norm"] > 0) == any(advantages)  # the update is not trivially empty
 
 
 def run(tmp_path, *overrides, expect=0):

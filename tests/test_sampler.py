@@ -55,3 +55,20 @@ def test_greedy_with_several_samples_repeats_the_greedy_response(tiny_model_dir)
     three = sampler.generate(PROMPTS, SamplingParams(n=3, temperature=0.0, max_new_tokens=10))
     assert [g.text for g in three] == [g.text for g in one for _ in range(3)]
     assert [g.sample_index for g in three] == [0, 1, 2] * len(PROMPTS)
+
+
+def test_decoding_threads_change_nothing_but_the_threads(tiny_model_dir, monkeypatch):
+    policy = load_policy(str(tiny_model_dir))
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=5)
+    seen = []
+    generate = policy.model.generate
+    monkeypatch.setattr(policy.model, "generate", lambda **kw: seen.append(torch.get_num_threads()) or generate(**kw))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        default = make_sampler("hf", policy, batch_size=8).generate(PROMPTS, params)
+        one = make_sampler("hf", policy, batch_size=8, threads=1).generate(PROMPTS, params)
+        assert seen == [2, 1] and torch.get_num_threads() == 2  # restored for training
+    finally:
+        torch.set_num_threads(before)
+    assert [g.token_ids for g in one] == [g.token_ids for g in default]

@@ -158,7 +158,9 @@ class Loop:
     ) -> tuple[list[Generation], dict]:
         s = self.cfg.sampling
         policy = self.load("policy", model)
-        sampler = make_sampler(s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path, s.dtype)
+        sampler = make_sampler(
+            s.backend, policy, s.batch_size, s.server, model, self.cfg.model.path, s.dtype, s.threads
+        )
         gens = sampler.generate(prompts, params, desc=stage, prefills=prefills)
         sampling = {"backend": sampler.backend, **params.as_dict()}
         return gens, self.run.provenance(round, self.model_name(model), stage=stage, sampler=sampling)
@@ -206,6 +208,7 @@ class Loop:
             "backend": s.backend,
             "batch_size": s.batch_size,
             "dtype": s.dtype,
+            "threads": s.threads,
             "reference_path": None if self.cfg.model.lora else self.base,
         }
 

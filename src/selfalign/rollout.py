@@ -64,6 +64,7 @@ class PolicyRollout:
     backend: str = "hf"
     batch_size: int = 128  # sequences per generate call
     dtype: str = "auto"  # the vllm engine's precision
+    threads: int | None = None  # hf: torch threads while decoding
     reference_path: str | None = None  # full fine-tunes: the reference checkpoint (default: the policy as it starts)
     reference: torch.nn.Module | None = field(default=None, init=False)
 
@@ -80,7 +81,7 @@ class PolicyRollout:
                 "openai: online trainers sample every step from the policy as it trains; use hf or vllm",
                 field="sampling.backend",
             )
-        self.sampler = make_sampler(self.backend, self.policy, self.batch_size, dtype=self.dtype)
+        self.sampler = make_sampler(self.backend, self.policy, self.batch_size, dtype=self.dtype, threads=self.threads)
         if self.uses_reference and not hasattr(self.policy.model, "disable_adapter"):
             # a full fine-tune needs a frozen copy; under LoRA the reference is the model with adapters off
             if self.reference_path is None:

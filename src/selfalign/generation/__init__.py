@@ -17,13 +17,14 @@ def make_sampler(
     checkpoint: str | None = None,
     base: str | None = None,
     dtype: str = "auto",
+    threads: int | None = None,
 ) -> Sampler:
     """`server`, `checkpoint` (what `policy` was loaded from) and `base` (the run's model.path): for openai;
-    `dtype`: vllm's engine precision (auto: the policy's)."""
+    `dtype`: vllm's engine precision (auto: the policy's); `threads`: hf's torch threads while decoding."""
     if backend == "hf":
         from selfalign.generation.hf import HFSampler
 
-        return HFSampler(policy, batch_size)
+        return HFSampler(policy, batch_size, threads)
     if backend == "vllm":
         from selfalign.generation.vllm_engine import VLLMSampler
 

@@ -11,14 +11,25 @@ from selfalign.models.loading import Policy
 
 
 class HFSampler:
-    def __init__(self, policy: Policy, batch_size: int = 128):
+    def __init__(self, policy: Policy, batch_size: int = 128, threads: int | None = None):
         self.policy = policy
         self.batch_size = batch_size
+        self.threads = threads  # torch threads while decoding; None: the process's
         self.backend = f"hf transformers {transformers.__version__}"  # named in provenance
 
-    @torch.no_grad()
     def generate(
         self, prompts: list[str], params: SamplingParams, desc: str = "sampling", prefills: list[str] | None = None
+    ) -> list[Generation]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads or threads)
+        try:
+            return self._generate(prompts, params, desc, prefills)
+        finally:
+            torch.set_num_threads(threads)
+
+    @torch.no_grad()
+    def _generate(
+        self, prompts: list[str], params: SamplingParams, desc: str, prefills: list[str] | None
     ) -> list[Generation]:
         model, tok = self.policy.model, self.policy.tokenizer
         model.eval()

@@ -10,6 +10,12 @@ B / n prompts x n samples (group_size), group by group:
 
 One optimizer update per rollout (TRL's default `num_iterations=1`), so pi_theta_old is the policy itself: its
 log-probs enter the ratio detached, the ratio is 1 and its gradient is the policy gradient.
+
+Without a KL term in the loss (beta = 0, or RLOO, whose KL is in the reward), rows whose advantage is 0 (groups all
+right or all wrong, most groups early on hard prompts and late on easy ones) add exactly 0 to the loss and its
+gradient: `skip_zero_advantage` leaves them out of the forward and backward pass and rescales the loss of the rest to
+the whole batch's (`rl_objectives.kept_rows_scale`), so the update is the same. The logged entropy and clip
+fractions are then those of the rows trained on; `trained_rows` is their share.
 """
 
 from __future__ import annotations
@@ -20,11 +26,18 @@ from typing import Literal
 
 import torch
 
-from selfalign.batching import Batch, model_inputs
+from selfalign.batching import IGNORE, Batch, model_inputs
 from selfalign.config import TrainingConfig
 from selfalign.models import Policy
 from selfalign.training.objectives import token_logprobs
-from selfalign.training.rl_objectives import LossType, grpo_loss, masked_mean, rloo_loss
+from selfalign.training.rl_objectives import (
+    LossType,
+    grpo_loss,
+    kept_rows_scale,
+    masked_mean,
+    rloo_loss,
+    rows_with_signal,
+)
 from selfalign.training.trainer import Online, train_and_save
 
 Algorithm = Literal["grpo", "rloo"]
@@ -53,36 +66,45 @@ def train_grpo(
     seed: int = 0,
     steps: int | None = None,
     desc: str = "grpo",
+    skip_zero_advantage: bool = True,
 ) -> list[dict]:
     """Train `policy` on batches that `rollout(policy)` samples, scores and collates (the records, the prompts,
     are the rollout's). Logs per step: loss, reward, gold reward, KL to the reference (beta > 0), entropy,
-    completion length and clip fractions."""
+    completion length, clip fractions and the share of rows trained on."""
     source = rollout(policy)
+    skip = skip_zero_advantage and (algorithm == "rloo" or beta == 0.0)
 
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        logits = model(**model_inputs(batch)).logits
-        logps, mask = token_logprobs(logits, batch["labels"])
+        advantages = batch["advantages"]
+        keep = rows_with_signal(advantages) if skip else advantages.new_ones(len(advantages), dtype=torch.bool)
+        rows = {k: v[keep] for k, v in batch.items() if k not in ("reward", "gold", "tokens")}
+        logits = model(**model_inputs(rows)).logits
+        logps, mask = token_logprobs(logits, rows["labels"])
         if algorithm == "grpo":
             loss, metrics = grpo_loss(
                 logps,
                 logps.detach(),
-                batch["advantages"],
+                rows["advantages"],
                 mask,
                 loss_type=loss_type,
                 epsilon=epsilon,
                 epsilon_high=epsilon_high,
                 beta=beta,
-                ref_logps=batch.get("ref_logps"),
+                ref_logps=rows.get("ref_logps"),
                 max_completion_length=max_new_tokens,
             )
         else:  # RLOO's KL, if any, is already in the reward
-            loss, metrics = rloo_loss(logps, logps.detach(), batch["advantages"], mask, epsilon, epsilon_high)
+            loss, metrics = rloo_loss(logps, logps.detach(), rows["advantages"], mask, epsilon, epsilon_high)
+        if not keep.all():
+            scale_as = loss_type if algorithm == "grpo" else "grpo"  # RLOO's loss is a mean over sequences
+            loss = loss * kept_rows_scale(scale_as, keep, batch["labels"][:, 1:] != IGNORE)
         return loss, {
             **metrics,
             "reward": batch["reward"].mean(),
             "gold_reward": batch["gold"].mean(),
             "completion_tokens": batch["tokens"].float().mean(),
             "entropy": masked_mean(token_entropy(logits), mask.float()),
+            "trained_rows": keep.float().mean(),
         }
 
     return train_and_save(policy, source, compute_loss, cfg, out_dir, seed=seed, steps=steps, desc=desc)

@@ -207,6 +207,30 @@ def rloo_loss(
     return per_seq.mean(), {name: flag.mean() for name, flag in clipped.items()}
 
 
+# Rows whose advantage is 0 everywhere (a group all right or all wrong) add exactly 0 to the clipped surrogate and to
+# its gradient, whatever the ratio; without a KL term in the loss they need no forward or backward pass.
+
+
+def rows_with_signal(advantages: Tensor) -> Tensor:
+    """Rows [B] (bool) of advantages [B] or [B, T] with a non-zero entry. With none, the first row stands in, so the
+    update still runs its forward, backward and optimizer step (on a zero gradient, as the whole batch would)."""
+    keep = advantages.reshape(advantages.size(0), -1).ne(0).any(1)
+    if not keep.any():
+        keep[0] = True
+    return keep
+
+
+def kept_rows_scale(loss_type: LossType, keep: Tensor, mask: Tensor) -> Tensor:
+    """The factor that turns `grpo_loss` (or `rloo_loss`, as loss_type "grpo") computed on rows `keep` [B] alone into
+    the loss of the whole batch, when the other rows contribute 0: per-sequence means ("grpo", "dr_grpo") and RLOO's
+    mean scale by kept rows / B, token sums ("bnpo", "dapo" without num_items_in_batch) by kept tokens / all tokens
+    (mask [B, T] of the whole batch)."""
+    if loss_type in ("grpo", "dr_grpo"):
+        return keep.float().mean()
+    mask = mask.float()
+    return mask[keep].sum() / mask.sum().clamp(min=1.0)
+
+
 # PPO-RLHF (Ziegler et al. 2019; Ouyang et al. 2022; Touvron et al. 2023), per token [B, T].
 
 
