@@ -10,6 +10,7 @@ group is a gloo one formed for DeepSpeed.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from accelerate import PartialState
@@ -29,6 +30,17 @@ def uses_deepspeed() -> bool:
 def cpu_mode() -> bool:
     """What accelerate's `cpu` flag must say: on CPU, except under DeepSpeed (which it would drop for DDP)."""
     return on_cpu() and not uses_deepspeed()
+
+
+def gathered(module: torch.nn.Module) -> AbstractContextManager:
+    """A context in which `module`'s parameters are whole on every process. Under DeepSpeed ZeRO-3 each process holds
+    a shard of every parameter after training: this gathers them (every process must enter it); otherwise no-op."""
+    sharded = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not sharded:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(sharded, modifier_rank=None)
 
 
 def process_state() -> PartialState:

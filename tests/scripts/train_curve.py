@@ -8,7 +8,7 @@ import sys
 import torch
 
 from selfalign.config import ArithmeticTaskConfig, PreferenceConfig, TrainingConfig
-from selfalign.distributed import process_state
+from selfalign.distributed import gathered, process_state
 from selfalign.models import load
 from selfalign.tasks.arithmetic import ArithmeticTask, solution
 from selfalign.training.orm_prm import train_prm
@@ -48,8 +48,9 @@ else:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     log = train_prm(model, steps, cfg, ckpt)
-if state.is_main_process:
+with gathered(model.model):  # ZeRO-3 leaves each process a shard of every weight
     checksum = sum(p.double().sum().item() for p in model.model.parameters())
+if state.is_main_process:
     saved = load({"sft": "policy", "pairs": "policy"}.get(kind, kind), ckpt)
     reloaded = sum(p.double().sum().item() for p in saved.model.parameters())
     with open(out, "w") as f:

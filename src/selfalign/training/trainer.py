@@ -28,7 +28,7 @@ from transformers import get_scheduler
 
 from selfalign.batching import Batch, encode_sft, model_inputs, pad_right
 from selfalign.config import TrainingConfig
-from selfalign.distributed import cpu_mode, process_state
+from selfalign.distributed import cpu_mode, gathered, process_state
 from selfalign.errors import SelfAlignError
 from selfalign.models import Policy
 from selfalign.training.objectives import sft_nll
@@ -111,7 +111,8 @@ def train_loop(
     """The one optimisation loop: grad accumulation, warmup schedule, clipping, logging, a NaN guard, and step
     checkpoints in `checkpoints` (every cfg.save_every steps, when set) that a restarted call resumes from.
 
-    Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics).
+    Returns the unwrapped model (in eval mode) and the per-step log (loss, lr, grad_norm, metrics). Under DeepSpeed
+    ZeRO-3 (offline sources only) each process then holds shards of the weights: read them in `distributed.gathered`.
     """
     steps = steps or cfg.steps
     # accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with another mixed
@@ -127,10 +128,11 @@ def train_loop(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
     if (deepspeed := accelerator.state.deepspeed_plugin) is not None:
-        if deepspeed.zero_stage == 3:
+        if deepspeed.zero_stage == 3 and not isinstance(source, Records):
             raise SelfAlignError(
-                "DeepSpeed ZeRO-3 is not supported yet: its partitioned weights are not gathered for the checkpoint"
-                " and the stages after training; launch with configs/accelerate/deepspeed_zero2.yaml"
+                f"{desc}: DeepSpeed ZeRO-3 trains the offline trainers (SFT, preference pairs, reward models, PRMs);"
+                " an online trainer samples from the policy at every step, which would gather every sharded weight"
+                " each time: launch it with configs/accelerate/deepspeed_zero2.yaml or DDP"
             )
         # training.* decides these (accelerate would take the launch config's, whatever the Accelerator was told)
         deepspeed.deepspeed_config.update(
@@ -203,6 +205,12 @@ def train_loop(
             save_step_checkpoint(accelerator, checkpoints, log)
     bar.close()
     accelerator.wait_for_everyone()
+    if deepspeed is not None and deepspeed.zero_stage == 3:
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        # accelerate told transformers to shard every model it loads from now on: later stages (evaluation runs on
+        # the main process alone) load whole models
+        unset_hf_deepspeed_config()
     model = accelerator.unwrap_model(model)
     model.eval()
     return model, log
@@ -357,9 +365,10 @@ def train_and_save(
     if module is None:  # else policy.model, inside `module`, was trained in place
         policy.model = trained
     state = process_state()
-    if out_dir is not None and state.is_main_process:
-        save_checkpoint(policy, out_dir, log)
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    with gathered(policy.model):  # ZeRO-3: every process lends its shards while the main process saves
+        if out_dir is not None and state.is_main_process:
+            save_checkpoint(policy, out_dir, log)
+            shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     return log
 
