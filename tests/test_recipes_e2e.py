@@ -1,6 +1,7 @@
 """End-to-end recipe runs on the shipped tiny checkpoint (seconds each)."""
 
 import json
+import os
 
 import pytest
 
@@ -148,6 +149,33 @@ def test_tensorboard_receives_the_metrics_rows_and_training_logs(tmp_path):
     assert main(["run", str(cfg), "--out", str(out), "--resume", *SMALL, "params.rounds=1"]) == 0
 
 
+def test_trackio_receives_the_metrics_rows_and_training_logs(tmp_path):
+    """Offline: trackio writes a SQLite database under TRACKIO_DIR (read when trackio is imported: a subprocess)."""
+    pytest.importorskip("trackio")
+    import sqlite3
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "star.yaml"
+    cfg.write_text("recipe: star\nseed: 1\nmodel:\n  path: builtin:arith-tiny\n")
+    out = tmp_path / "run"
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio")}
+    overrides = [*SMALL, "params.rounds=1", "tracking.report_to=[trackio]", "tracking.project=selfalign-test"]
+    command = [sys.executable, "-m", "selfalign.cli", "run", str(cfg), "--out", str(out), *overrides]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "trackio" / "selfalign-test.db") as db:
+        logged = [
+            (step, json.loads(m)) for step, m in db.execute("select step, metrics from metrics where run_name='run'")
+        ]
+    rows = read_jsonl(out / "metrics.jsonl")
+    accuracy = {step: m["metrics/accuracy/2"] for step, m in logged if "metrics/accuracy/2" in m}
+    assert accuracy == {r["round"]: pytest.approx(r["accuracy"]["2"]) for r in rows} and len(rows) == 2
+    train_log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")
+    losses = [(step, m["round-001/train/loss"]) for step, m in logged if "round-001/train/loss" in m]
+    assert losses == [(e["step"], pytest.approx(e["loss"])) for e in train_log]
+
+
 def test_export_writes_every_jsonl_as_parquet_that_datasets_reads(tmp_path):
     import datasets
 
@@ -171,3 +199,48 @@ def without_nulls(value):
     if isinstance(value, dict):
         return {k: without_nulls(v) for k, v in value.items() if v is not None}
     return [without_nulls(v) for v in value] if isinstance(value, list) else value
+
+
+def wandb_history(path):
+    """The history rows of an offline wandb run file: protobuf records in LevelDB's log format (32 KiB blocks of
+    7-byte-headed chunks) after a 7-byte file header. wandb 0.2x+ ships no reader of its own in Python."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, rows, at, pending = path.read_bytes(), [], 7, b""
+    while at + 7 <= len(data):
+        if 32768 - at % 32768 < 7:  # a block's tail too short for a header is padding
+            at += 32768 - at % 32768
+            continue
+        length, kind = int.from_bytes(data[at + 4 : at + 6], "little"), data[at + 6]
+        pending += data[at + 7 : at + 7 + length]
+        at += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
+
+
+def test_wandb_offline_receives_the_metrics_rows_and_training_logs(tmp_path):
+    pytest.importorskip("wandb")
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "star.yaml"
+    cfg.write_text("recipe: star\nseed: 1\nmodel:\n  path: builtin:arith-tiny\n")
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    overrides = [*SMALL, "params.rounds=1", "tracking.report_to=[wandb]"]
+    command = [sys.executable, "-m", "selfalign.cli", "run", str(cfg), "--out", str(out), *overrides]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = wandb_history(run_file)
+    rows = read_jsonl(out / "metrics.jsonl")
+    accuracy = [(m["metrics/step"], m["metrics/accuracy/2"]) for m in logged if "metrics/accuracy/2" in m]
+    assert accuracy == [(r["round"], pytest.approx(r["accuracy"]["2"])) for r in rows] and len(rows) == 2
+    train_log = read_jsonl(out / "round-001" / "checkpoint" / "train_log.jsonl")
+    losses = [(m["round-001/train/step"], m["round-001/train/loss"]) for m in logged if "round-001/train/loss" in m]
+    assert losses == [(e["step"], pytest.approx(e["loss"])) for e in train_log]

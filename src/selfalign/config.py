@@ -345,7 +345,8 @@ class TrackingConfig(Strict):
         default_factory=list,
         description="experiment trackers that receive each round's metrics row (as metrics.jsonl) and every training"
         " stage's per-step log: tensorboard writes under <run>/tensorboard (pip install tensorboard); wandb and"
-        " trackio log to their project (WANDB_MODE=offline works without a network). Not part of the frozen config:"
+        " trackio log to their project (WANDB_MODE=offline works without a network; wandb plots each group against"
+        " its own <group>/step). Not part of the frozen config:"
         " a resumed run may change it",
     )
     project: str = Field("selfalign", description="wandb/trackio project; the run is named after the run directory")

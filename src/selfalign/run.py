@@ -91,6 +91,7 @@ class Run:
         self._lock: FileLock | None = None
         frozen = cfg.model_dump(mode="json", exclude={"tracking"})
         self._trackers: list | None = None  # started at the first `track`
+        self._wandb_axes: set[str] = set()  # groups whose x-axis wandb has been told
         if self.state.is_main_process:
             if not (self.root / LOCK).exists():
                 self._open(frozen, resume)  # not (yet) a selfalign directory: refuse before touching anything
@@ -288,7 +289,17 @@ class Run:
                 self._trackers.append(tracker)
         scalars = dict(_scalars(values))
         for tracker in self._trackers:
-            tracker.log(scalars, step=step)
+            if tracker.name != "wandb":
+                tracker.log(scalars, step=step)
+                continue
+            # wandb drops a row whose step is below one logged before (round 1's metrics after its training's
+            # steps): each group gets its own x-axis, `<group>/step`, and wandb counts its own steps
+            for group in values:
+                if group not in self._wandb_axes:
+                    tracker.run.define_metric(f"{group}/step")
+                    tracker.run.define_metric(f"{group}/*", step_metric=f"{group}/step")
+                    self._wandb_axes.add(group)
+            tracker.log({**scalars, **{f"{group}/step": step for group in values}})
 
     def close(self) -> None:
         """Release the lock on the run directory (the OS releases it too if the process dies); end the trackers."""
