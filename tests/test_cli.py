@@ -92,3 +92,26 @@ def test_eval_writes_metrics_and_report(tmp_path):
     r = run_cli("eval", "--model", "builtin:arith-tiny", "--out", out, "task.eval_digits=[2]", "task.n_eval=5")
     assert r.returncode == 0, r.stderr
     assert (out / "metrics.jsonl").is_file() and (out / "report.html").is_file()
+
+
+def test_a_hub_dataset_without_a_route_to_the_hub_fails_at_once(tmp_path):
+    """Without a route to the hub (a .invalid host never resolves), datasets is told it is offline up front:
+    an `hf:` input fails in about a second, not after its 24 s of retries."""
+    import os
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    task = "task: {name: jsonl, train_path: 'hf:someone/prompts'}"
+    cfg.write_text(f"recipe: star\nmodel: {{path: builtin:arith-tiny}}\n{task}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = "https://hub.invalid"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "selfalign.cli", "run", str(cfg), "--out", str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and time.monotonic() - start < 20
+    assert "hf:someone/prompts: cannot load through datasets" in proc.stderr and "Offline" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

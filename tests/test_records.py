@@ -81,3 +81,28 @@ def test_a_table_missing_a_column_or_a_cell_names_it(tmp_path):
         load_pairs(tmp_path / "b.csv")
     with pytest.raises(InputError, match=r"c.parquet: file not found"):
         load_pairs(tmp_path / "c.parquet")
+
+
+def test_a_large_prompt_pool_is_streamed_and_read_only_as_far_as_asked(tmp_path):
+    """task.n_train reads the first records of a parquet pool through a stream: a bad row past them is never reached."""
+    import datasets
+
+    from selfalign.config import JsonlTaskConfig
+    from selfalign.tasks.jsonl import JsonlTask
+
+    rows = [{"question": f"{i}+1?", "answer": f"#### {i + 1}"} for i in range(3000)]
+    datasets.Dataset.from_list(rows).to_parquet(tmp_path / "pool.parquet")
+    write_jsonl(tmp_path / "pool.jsonl", rows[:10])
+    datasets.Dataset.from_list([*rows, {"question": "bad", "answer": None}]).to_parquet(tmp_path / "bad.parquet")
+
+    def task(path, **kw):
+        return JsonlTask(JsonlTaskConfig(name="jsonl", train_path=str(path), **kw))
+
+    first = task(tmp_path / "bad.parquet", n_train=10).train_problems(1, 0)
+    assert [p.prompt for p in first] == [p.prompt for p in task(tmp_path / "pool.jsonl").train_problems(1, 0)]
+    assert len(task(tmp_path / "pool.parquet").train_problems(1, 0)) == 3000
+    with pytest.raises(InputError, match=r"bad.parquet, line 3001: field 'answer': missing required field"):
+        task(tmp_path / "bad.parquet")
+    datasets.Dataset.from_list([{"question": "q"}]).to_parquet(tmp_path / "nocol.parquet")
+    with pytest.raises(InputError, match=r"nocol.parquet: field 'answer': missing column"):
+        task(tmp_path / "nocol.parquet", n_train=10)

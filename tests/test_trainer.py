@@ -18,6 +18,7 @@ from selfalign.training.trainer import train_sft
 DDP_CPU = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp_cpu.yaml"
 ZERO2 = Path(__file__).parents[1] / "configs" / "accelerate" / "deepspeed_zero2.yaml"
 ZERO3 = ZERO2.with_name("deepspeed_zero3.yaml")
+FSDP2 = ZERO2.with_name("fsdp2.yaml")
 needs_deepspeed = pytest.mark.skipif(
     importlib.util.find_spec("deepspeed") is None, reason='needs deepspeed (pip install -e ".[deepspeed]")'
 )
@@ -121,24 +122,31 @@ def test_a_launch_whose_processes_did_not_form_a_group_is_refused(monkeypatch):
     from selfalign.distributed import process_state
     from selfalign.errors import SelfAlignError
 
+    process_state()  # the one-process group, as every earlier test in this process made it
     monkeypatch.setenv("WORLD_SIZE", "2")  # what a launch that forgot the process group leaves each process
     with pytest.raises(SelfAlignError, match="launched as one of 2 processes, but the process group has 1"):
         process_state()
 
 
 @pytest.mark.slow
-@needs_deepspeed
-def test_an_online_trainer_under_zero3_is_refused(tmp_path):
-    """GRPO samples from the policy every step, which under ZeRO-3 would gather every sharded weight each time."""
+@pytest.mark.parametrize(
+    ("launch_config", "config", "message"),
+    [
+        # GRPO samples from the policy every step, which under ZeRO-3 would gather every sharded weight each time
+        pytest.param(ZERO3, "grpo.yaml", "DeepSpeed ZeRO-3 trains the offline trainers", marks=needs_deepspeed),
+        # nothing gathers FSDP's shards for the checkpoint; on a CPU accelerate would train under DDP instead
+        (FSDP2, "star.yaml", "FSDP is not supported"),
+    ],
+    ids=["zero3-online", "fsdp2"],
+)
+def test_a_launch_selfalign_cannot_train_under_is_refused(tmp_path, launch_config, config, message):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ZERO3), "-m", "selfalign.cli"]
-    config = Path(__file__).parents[1] / "configs" / "grpo.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config)]
+    run = [*launch, "-m", "selfalign.cli", "run", str(Path(__file__).parents[1] / "configs" / config)]
     small = ["params.rounds=1", "training.steps=2", "task.n_eval=8"]
-    proc = subprocess.run(
-        [*launch, "run", str(config), "--out", str(tmp_path / "run"), *small], env=env, capture_output=True, text=True
-    )
+    proc = subprocess.run([*run, "--out", str(tmp_path / "run"), *small], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "round-001/train: DeepSpeed ZeRO-3 trains the offline trainers" in proc.stderr
+    assert f"round-001/train: {message}" in proc.stderr
     assert "selfalign.errors" not in proc.stderr  # our error is a message, not a traceback
     assert not (tmp_path / "run" / "round-001" / "checkpoint").exists()

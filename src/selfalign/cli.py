@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,12 +22,29 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # OpenMP threads that spin while they wait make torch 5-20x slower when another process is busy on the same few
 # cores (a SmolLM2-135M training step on 2 shared cores: 17.5 s spinning, 1.3 s passive). Only takes effect
 # before torch loads its OpenMP runtime, which is why it is here; OMP_WAIT_POLICY=ACTIVE in the environment wins,
 # and so does OMP_NUM_THREADS (torch's default otherwise: one thread per physical core).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _offline_without_hub() -> None:
+    """Without a route to the Hugging Face hub, a hub id (a model, or an `hf:` dataset) takes 24 s of retries to
+    fail: then huggingface_hub and datasets are told they are offline (read when they are imported, hence here), so
+    it fails at once and files already cached still load. Flags set in the environment win."""
+    if "HF_HUB_OFFLINE" in os.environ or "HF_DATASETS_OFFLINE" in os.environ:
+        return
+    host = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+_offline_without_hub()
 
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
 

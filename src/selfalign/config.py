@@ -70,6 +70,13 @@ class JsonlTaskConfig(Strict):
     name: Literal["jsonl"]
     train_path: str = Field(description="JSONL with question/answer fields")
     eval_path: str | None = Field(None, description="held-out JSONL (same schema); defaults to none")
+    n_train: int | None = Field(
+        None,
+        gt=0,
+        description="use the first n_train training records only; a parquet/CSV/JSON file or hub dataset is then"
+        " streamed, so a large prompt pool is never read past them (default: all)",
+    )
+    n_eval: int | None = Field(None, gt=0, description="the first n_eval held-out records only, streamed likewise")
     question_field: str = "question"
     answer_field: str = "answer"
     answer_pattern: str = Field(

@@ -27,6 +27,11 @@ def uses_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
 
 
+def uses_fsdp() -> bool:
+    """Launched by `accelerate launch` with an FSDP config."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+
+
 def cpu_mode() -> bool:
     """What accelerate's `cpu` flag must say: on CPU, except under DeepSpeed (which it would drop for DDP)."""
     return on_cpu() and not uses_deepspeed()

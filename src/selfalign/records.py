@@ -131,12 +131,15 @@ def write_parquet(path: str | Path, records: list[dict[str, Any]], source: str |
 TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 
 
-def iter_records(source: str | Path, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(
+    source: str | Path, required: Iterable[str] = (), streaming: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """The rows of a user's input (prompts, pairs, stepwise or weak labels) with their line numbers: a JSONL file
     read by `iter_jsonl`, or through `datasets` a local .parquet, .csv or .json (an array) file (numbered by row,
     or by line for a CSV, header on line 1) or a hub dataset `hf:<id>` / `hf:<id>:<split>` (default split train;
     numbered by row). A missing column, or an empty cell in a required one, is an error naming the source, row
-    and field."""
+    and field. `streaming`: `datasets` reads rows as they are asked for (a caller that stops early never downloads
+    or converts the rest); a JSONL file is always read line by line."""
     text = str(source)
     kind = TABLE_FORMATS.get(Path(text).suffix.lower())
     if kind is None and not text.startswith("hf:"):
@@ -148,20 +151,20 @@ def iter_records(source: str | Path, required: Iterable[str] = ()) -> Iterator[t
         if kind is not None:
             if not Path(text).is_file():
                 raise InputError(text, "file not found")
-            rows = datasets.load_dataset(kind, data_files=text, split="train")
+            rows = datasets.load_dataset(kind, data_files=text, split="train", streaming=streaming)
         else:
             name, _, split = text.removeprefix("hf:").partition(":")
-            rows = datasets.load_dataset(name, split=split or "train")
+            rows = datasets.load_dataset(name, split=split or "train", streaming=streaming)
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as e:
         raise InputError(text, f"cannot load through datasets: {e}") from None
     required = tuple(required)
-    for key in required:
-        if key not in rows.column_names:
+    for key in required:  # a stream may not know its columns before its first row
+        if rows.column_names is not None and key not in rows.column_names:
             raise InputError(text, f"missing column (columns: {', '.join(rows.column_names)})", field=key)
     offset = 2 if kind == "csv" else 1
     for i, rec in enumerate(rows):
         for key in required:
-            if rec[key] is None:
+            if rec.get(key) is None:
                 raise InputError(text, "missing required field", line=i + offset, field=key)
         yield i + offset, {k: v for k, v in rec.items() if v is not None}
 

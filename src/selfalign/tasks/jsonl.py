@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import islice
 from pathlib import Path
 from types import UnionType
 
@@ -30,17 +31,17 @@ class JsonlTask(Task):
             self._pattern = re.compile(cfg.answer_pattern)
         except re.error as e:
             raise InputError("<config>", f"invalid regex: {e}", field="task.answer_pattern") from None
-        self._train = self._load(cfg.train_path)
-        self._eval = self._load(cfg.eval_path) if cfg.eval_path else []
+        self._train = self._load(cfg.train_path, cfg.n_train)
+        self._eval = self._load(cfg.eval_path, cfg.n_eval) if cfg.eval_path else []
 
-    def _load(self, path: str) -> list[Problem]:
-        """The file's problems; a repeated id or question is an error, since problems are keyed by id and a
-        repeat would silently merge two records into one problem."""
+    def _load(self, path: str, limit: int | None) -> list[Problem]:
+        """The file's problems (the first `limit`, streamed); a repeated id or question is an error, since problems
+        are keyed by id and a repeat would silently merge two records into one problem."""
         q, a = self.cfg.question_field, self.cfg.answer_field
         problems: list[Problem] = []
         ids: dict[str, int] = {}
         questions: dict[str, int] = {}
-        for lineno, rec in iter_records(path, required=(q, a)):
+        for lineno, rec in islice(iter_records(path, required=(q, a), streaming=limit is not None), limit):
             for key in (q, a):
                 if not _plain(rec[key], str | int | float):
                     raise InputError(path, "must be a non-empty string", line=lineno, field=key)

@@ -28,7 +28,7 @@ from transformers import get_scheduler
 
 from selfalign.batching import Batch, encode_sft, model_inputs, pad_right
 from selfalign.config import TrainingConfig
-from selfalign.distributed import cpu_mode, gathered, process_state
+from selfalign.distributed import cpu_mode, gathered, process_state, uses_fsdp
 from selfalign.errors import SelfAlignError
 from selfalign.models import Policy
 from selfalign.training.objectives import sft_nll
@@ -127,6 +127,11 @@ def train_loop(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
+    if uses_fsdp():
+        raise SelfAlignError(
+            f"{desc}: FSDP is not supported: nothing gathers its sharded weights for the checkpoint (and on a CPU"
+            " accelerate would quietly train under DDP instead); shard with configs/accelerate/deepspeed_zero3.yaml"
+        )
     if (deepspeed := accelerator.state.deepspeed_plugin) is not None:
         if deepspeed.zero_stage == 3 and not isinstance(source, Records):
             raise SelfAlignError(
