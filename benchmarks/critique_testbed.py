@@ -47,7 +47,8 @@ def main() -> None:
         print(f"\n{test} bugs\n" + markdown_table(["critic", *METRICS], table))
 
     for part in ("refinement", "assisted", "critiqueability", "gdc", "rm_ranking_accuracy"):
-        table = [[k, spread([r[part][k] for r in rows if r[part][k] is not None])] for k in rows[0][part]]
+        values = {k: [r[part][k] for r in rows if r[part][k] is not None] for k in rows[0][part]}
+        table = [[k, spread(v) if v else "n/a (no case in any seed)"] for k, v in values.items()]
         print(f"\n{part}\n" + markdown_table(["", "mean +- sd over seeds"], table))
     print(f"\ncritic RM comparisons: {spread([r['rm_pairs'] for r in rows], '{:.0f}')}")
 
