@@ -77,7 +77,7 @@ def train_grpo(
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         advantages = batch["advantages"]
         keep = rows_with_signal(advantages) if skip else advantages.new_ones(len(advantages), dtype=torch.bool)
-        rows = {k: v[keep] for k, v in batch.items() if k not in ("reward", "gold", "tokens")}
+        rows = batch if keep.all() else {k: v[keep] for k, v in batch.items() if k not in ("reward", "gold", "tokens")}
         logits = model(**model_inputs(rows)).logits
         logps, mask = token_logprobs(logits, rows["labels"])
         if algorithm == "grpo":
