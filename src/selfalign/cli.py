@@ -33,8 +33,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def _offline_without_hub() -> None:
     """Without a route to the Hugging Face hub, a hub id (a model, or an `hf:` dataset) takes 24 s of retries to
-    fail: then huggingface_hub and datasets are told they are offline (read when they are imported, hence here), so
-    it fails at once and files already cached still load. Flags set in the environment win."""
+    fail: then huggingface_hub and datasets are told they are offline (read when they are imported, hence before any
+    command runs), so it fails at once and files already cached still load. Flags set in the environment win."""
     if "HF_HUB_OFFLINE" in os.environ or "HF_DATASETS_OFFLINE" in os.environ:
         return
     host = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
@@ -43,8 +43,6 @@ def _offline_without_hub() -> None:
     except OSError:
         os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-
-_offline_without_hub()
 
 OVERRIDES_HELP = "dotted key=value overrides applied on top of the config, e.g. training.lr=3e-4 params.rounds=3"
 
@@ -390,6 +388,7 @@ def _wind_down(session: Session) -> None:
 def main(argv: list[str] | None = None) -> int:
     from selfalign.errors import SelfAlignError
 
+    _offline_without_hub()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Overrides may come before or after options (`run cfg.yaml --out d a=1` and `run cfg.yaml a=1 --out d`);

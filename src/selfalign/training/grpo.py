@@ -77,7 +77,8 @@ def train_grpo(
     def compute_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         advantages = batch["advantages"]
         keep = rows_with_signal(advantages) if skip else advantages.new_ones(len(advantages), dtype=torch.bool)
-        rows = batch if keep.all() else {k: v[keep] for k, v in batch.items() if k not in ("reward", "gold", "tokens")}
+        partial = not keep.all()
+        rows = {k: v[keep] for k, v in batch.items() if k not in ("reward", "gold", "tokens")} if partial else batch
         logits = model(**model_inputs(rows)).logits
         logps, mask = token_logprobs(logits, rows["labels"])
         if algorithm == "grpo":
@@ -95,7 +96,7 @@ def train_grpo(
             )
         else:  # RLOO's KL, if any, is already in the reward
             loss, metrics = rloo_loss(logps, logps.detach(), rows["advantages"], mask, epsilon, epsilon_high)
-        if not keep.all():
+        if partial:
             scale_as = loss_type if algorithm == "grpo" else "grpo"  # RLOO's loss is a mean over sequences
             loss = loss * kept_rows_scale(scale_as, keep, batch["labels"][:, 1:] != IGNORE)
         return loss, {

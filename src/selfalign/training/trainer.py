@@ -115,6 +115,11 @@ def train_loop(
     ZeRO-3 (offline sources only) each process then holds shards of the weights: read them in `distributed.gathered`.
     """
     steps = steps or cfg.steps
+    if uses_fsdp():
+        raise SelfAlignError(
+            f"{desc}: FSDP is not supported: nothing gathers its sharded weights for the checkpoint (and on a CPU"
+            " accelerate would quietly train under DDP instead); shard with configs/accelerate/deepspeed_zero3.yaml"
+        )
     # accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with another mixed
     # precision (a bf16 policy stage after an fp32 reward stage on GPU); each stage has its own, so start afresh.
     # The PartialState (the process group) stays.
@@ -127,11 +132,6 @@ def train_loop(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
     )
-    if uses_fsdp():
-        raise SelfAlignError(
-            f"{desc}: FSDP is not supported: nothing gathers its sharded weights for the checkpoint (and on a CPU"
-            " accelerate would quietly train under DDP instead); shard with configs/accelerate/deepspeed_zero3.yaml"
-        )
     if (deepspeed := accelerator.state.deepspeed_plugin) is not None:
         if deepspeed.zero_stage == 3 and not isinstance(source, Records):
             raise SelfAlignError(
