@@ -7,6 +7,7 @@ model's own wrong answers with and without critiques; a budgeted evaluator assis
 and the GDC gap.
 
     python benchmarks/critique_testbed.py --seeds 0 1 2 --out runs/bench-critique
+    python benchmarks/critique_testbed.py --seeds 0 1 2 --out runs/bench-critic-only params.mixture=critiques
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
     def line(name: str, values: list[dict]) -> list[str]:
         return [name, *(spread([v[m] for v in values], "{:.2f}" if m == "highlights" else "{:.1%}") for m in METRICS)]
 
-    for test in ("tampered", "natural", "own"):
+    for test in [t for t in ("tampered", "natural", "own") if f"sft {t}" in rows[0]["critics"]]:  # no `own` set
         table = [
             line(k.removesuffix(f" {test}"), [r["critics"][k] for r in rows])
             for k in rows[0]["critics"]
@@ -47,6 +48,8 @@ def main() -> None:
         print(f"\n{test} bugs\n" + markdown_table(["critic", *METRICS], table))
 
     for part in ("refinement", "assisted", "critiqueability", "gdc", "rm_ranking_accuracy"):
+        if part not in rows[0]:  # self-critique and refinement need mixture=all
+            continue
         values = {k: [r[part][k] for r in rows if r[part][k] is not None] for k in rows[0][part]}
         table = [[k, spread(v) if v else "n/a (no case in any seed)"] for k, v in values.items()]
         print(f"\n{part}\n" + markdown_table(["", "mean +- sd over seeds"], table))

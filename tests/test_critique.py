@@ -153,6 +153,20 @@ def test_critique_recipe_end_to_end_and_resume(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["stages"] == stages
     assert (out / "report.html").is_file()
 
+    # CriticGPT's critic: reference critiques only, so nothing of self-critique or refinement is measured
+    assert main([*args[:3], str(tmp_path / "critic-only"), *small, "params.mixture=critiques"]) == 0
+    (row,) = read_jsonl(tmp_path / "critic-only" / "metrics.jsonl")
+    tasks = {
+        r["prompt"].rsplit(maxsplit=1)[-1] for r in read_jsonl(tmp_path / "critic-only/round-001/critic-sft.jsonl")
+    }
+    assert tasks == {"critique"}
+    assert set(row["critics"]) >= {"sft tampered", "rs natural"} and not any("own" in k for k in row["critics"])
+    assert (
+        "refinement" not in row
+        and "gdc" not in row
+        and set(row["fsbs"]) == {"sft tampered", "sft natural", "rs tampered", "rs natural"}
+    )
+
 
 def test_too_few_training_sums_or_another_task_is_refused_before_the_run(tmp_path, capsys):
     cfg = tmp_path / "critique.yaml"

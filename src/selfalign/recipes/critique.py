@@ -4,7 +4,8 @@ testbed, where every critique is graded against the ground truth (`tasks.critiqu
     solutions of the training sums: gold; tampered (one subtle bug inserted into gold: a copied digit, a carry or
         a sum, kept as the reference bug); natural (k samples of the generator: its own bugs)
     M_sft = the model fine-tuned on every task at once, as Saunders et al.: answers, critiqueability, reference
-            critiques, refinements with and without the critique         [sums A: n_train - 2 * rm_sums]
+            critiques, refinements with and without the critique; or, with mixture `critiques`, a critic trained on
+            reference critiques alone, as CriticGPT's                      [sums A: n_train - 2 * rm_sums]
     RM    = a critic reward model on comparisons of M_sft's n critiques per solution ranked by ground truth
             (catches the bug, fewer false highlights): each solution's best against its worst  [sums B: rm_sums]
     M_rs  = M_sft fine-tuned on its RM-best of n critiques (rejection sampling against the RM)   [sums C: rm_sums]
@@ -15,8 +16,8 @@ testbed, where every critique is graded against the ground truth (`tasks.critiqu
         FSBS: force a highlight, sample n, keep the RM's top k, repeat d times; of every candidate take the
               argmax of RM + modifier * highlights, for each length modifier (in sd of the RM's scores; the
               comprehensiveness-hallucination Pareto curve)
-        self-critique: critiqueability accuracy; wrong answers (natural and own) refined with no critique, M_sft's,
-              M_rs's, the reference one; the generator-discriminator-critique (GDC) gap
+        self-critique (mixture `all` only): critiqueability accuracy; wrong answers (natural and own) refined with
+              no critique, M_sft's, M_rs's, the reference one; the generator-discriminator-critique (GDC) gap
         assisted evaluation: an evaluator who may check `budget` steps finds the bug unassisted or pointed by a
               critique
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import random
 import statistics
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -46,6 +48,11 @@ class CritiqueParams(Strict):
     generator: str | None = Field(None, description="model whose own solutions are the natural bugs (model.path)")
     k: int = Field(2, gt=0, description="natural solutions sampled per training sum")
     tampers: int = Field(3, gt=0, description="tampered copies per training sum of M_sft (kinds in turn)")
+    mixture: Literal["all", "critiques"] = Field(
+        "all",
+        description="M_sft's tasks: `all` (Saunders et al.: answers, critiqueability, critiques, refinements) or "
+        "`critiques` (CriticGPT's critic: reference critiques only; no own answers, self-critique or refinement)",
+    )
     critique_copies: int = Field(
         1, gt=0, description="copies of each reference critique in M_sft's mixture (weights the critique task)"
     )
@@ -103,10 +110,10 @@ def run(loop: Loop) -> None:
     parts = [training_solutions(sums["A"], natural, rng, p.tampers)]
     parts += [training_solutions(sums[x], natural, rng, 1) for x in "BC"]
 
-    answers = [{"prompt": q.prompt, "completion": solution(q)} for q in sums["A"]]
-    m_sft = loop.train(
-        1, loop.base, answers + sft_records(parts[0], p.critique_copies), steps=p.critic_steps, name="critic-sft"
-    )
+    everything = p.mixture == "all"
+    answers = [{"prompt": q.prompt, "completion": solution(q)} for q in sums["A"]] if everything else []
+    data = answers + sft_records(parts[0], p.critique_copies, everything)
+    m_sft = loop.train(1, loop.base, data, steps=p.critic_steps, name="critic-sft")
 
     graded = critiques(loop, 2, "critiques", m_sft, parts[1], p.n)
     pairs = comparison_pairs(parts[1], graded)
@@ -129,14 +136,15 @@ def run(loop: Loop) -> None:
     held_out = loop.task.eval_sets()[selection_set(loop.task, p.test)]
     temperature = loop.cfg.sampling.temperature
     natural_test = loop.sample(4, "natural", p.generator or loop.base, held_out, n=1, temperature=temperature)
-    own = loop.sample(4, "answers", m_sft, held_out, n=1, temperature=temperature)
     by_id = {q.id: q for q in held_out}
     trng = random.Random(loop.run.seed("tamper-test"))
     tests = {
         "tampered": [Solution(f"{q.id}/tampered", q, " ".join(tamper(q, trng)[0]), "tampered") for q in held_out],
         "natural": [Solution(r["id"], by_id[r["problem_id"]], r["completion"], "natural") for r in natural_test],
-        "own": [Solution(f"{r['id']}/own", by_id[r["problem_id"]], r["completion"], "own") for r in own],
     }
+    if everything:  # a critic that never learned to answer has no answers of its own to critique
+        own = loop.sample(4, "answers", m_sft, held_out, n=1, temperature=temperature)
+        tests["own"] = [Solution(f"{r['id']}/own", by_id[r["problem_id"]], r["completion"], "own") for r in own]
     test = [s for sols in tests.values() for s in sols]
     sets = set_indices(test)
     row: dict = {"critics": {}, "fsbs": {}, "rm_ranking_accuracy": {}}
@@ -166,12 +174,13 @@ def run(loop: Loop) -> None:
         pointers |= {f"{name} critic": first[name], f"{name} FSBS": [pick(*c, 0.0) for c in pool]}
 
     row["assisted"] = assisted(test, sets, pointers, p.budget, loop)
-    row["refinement"] = {}
-    for set_name in ("natural", "own"):
-        of_set = {name: [crits[i] for i in sets[set_name]] for name, crits in first.items()}
-        row["refinement"] |= refinement(loop, m_sft, set_name, tests[set_name], of_set)
-    own_critiques = [first["sft"][i] for i in sets["own"]]
-    row["critiqueability"], row["gdc"] = self_critique(loop, m_sft, tests, own_critiques)
+    if everything:
+        row["refinement"] = {}
+        for set_name in ("natural", "own"):
+            of_set = {name: [crits[i] for i in sets[set_name]] for name, crits in first.items()}
+            row["refinement"] |= refinement(loop, m_sft, set_name, tests[set_name], of_set)
+        own_critiques = [first["sft"][i] for i in sets["own"]]
+        row["critiqueability"], row["gdc"] = self_critique(loop, m_sft, tests, own_critiques)
     row["accuracy"] = {f"CBI {k}": v["cbi"] for k, v in row["critics"].items() if "best-of" not in k and "cbi" in v}
     loop.record(4, row | {"rm_pairs": len(pairs), "rs_records": len(rs_data)})
 
@@ -195,20 +204,21 @@ def training_solutions(
     return out
 
 
-def sft_records(solutions: list[Solution], critique_copies: int = 1) -> list[dict]:
+def sft_records(solutions: list[Solution], critique_copies: int = 1, everything: bool = True) -> list[dict]:
     """Saunders et al.'s behaviour-cloning tasks for each solution, with the ground truth's reference critique
-    (`critique_copies` times: a 1M-parameter model learns the critique task poorly from an even mixture)."""
+    (`critique_copies` times: a 1M-parameter model learns the critique task poorly from an even mixture); without
+    `everything`, the reference critiques alone."""
     out = []
     for s in solutions:
         q, steps = s.problem, s.text.split()
         reference = cq.reference_critique(q, steps)
         fixed = solution(q) if reference != cq.NO_FLAW else s.text
-        for prompt, completion in (
-            (cq.critiqueability_prompt(q, s.text), "no" if reference == cq.NO_FLAW else "yes"),
-            *[(cq.critique_prompt(q, s.text), reference)] * critique_copies,
-            (cq.refine_prompt(q, s.text, reference), fixed),
-            (cq.refine_prompt(q, s.text, None), fixed),
-        ):
+        tasks = [(cq.critique_prompt(q, s.text), reference)] * critique_copies
+        if everything:  # in this order, so that the mixture's batches are those measured in BENCHMARKS.md
+            label = "no" if reference == cq.NO_FLAW else "yes"
+            tasks = [(cq.critiqueability_prompt(q, s.text), label), *tasks]
+            tasks += [(cq.refine_prompt(q, s.text, reference), fixed), (cq.refine_prompt(q, s.text, None), fixed)]
+        for prompt, completion in tasks:
             out.append({"prompt": prompt, "completion": completion, "source": s.id, "origin": s.origin})
     return out
 
