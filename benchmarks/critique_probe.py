@@ -4,6 +4,8 @@ critiqueability or refinements), from gold and three tampered copies (copy, carr
 tampered ones with a highlight forced (greedy, and 4 samples at T=1.0: does any of them include the bug?).
 
     python benchmarks/critique_probe.py --out runs/critique-probe
+    python benchmarks/critique_probe.py --critic runs/bench-critic-only/critique-s0/round-001/critic-sft \
+        --temperatures 0 0.5 1      # a recipe's critic instead, its first critique at each temperature
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/critique-probe"), help="the critic is saved here")
     ap.add_argument("--sums", type=int, default=2000, help="training sums (4 solutions each)")
     ap.add_argument("--steps", type=int, default=1500, help="SFT steps at batch 64, lr 1e-3")
+    ap.add_argument("--critic", type=Path, help="probe this trained critic (e.g. a critique run's critic-sft) instead")
+    ap.add_argument(
+        "--temperatures", type=float, nargs="+", help="with --critic: one unforced critique per temperature"
+    )
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[5], eval_digits=[5], n_train=args.sums, n_eval=200))
-    critic = args.out / "critic"
+    critic = args.critic or args.out / "critic"
     if not (critic / "config.json").is_file():
         rng = random.Random(0)
         records = []
@@ -59,6 +65,13 @@ def main() -> None:
     def show(name: str, grades: list[dict]) -> None:
         print(name, {k: round(v, 3) for k, v in cq.critique_metrics(grades).items()})
 
+    if args.critic:
+        for t in args.temperatures or [0.0]:
+            show(
+                f"T={t:g}, 200 tampered + 50 gold:",
+                critiques(tampered + [(q, solution(q)) for q in test[:50]], 1, t, False),
+            )
+        return
     show("greedy, 200 tampered + 50 gold:", critiques(tampered + [(q, solution(q)) for q in test[:50]], 1, 0.0, False))
     show("forced highlight, greedy, 100 tampered:", critiques(tampered[:100], 1, 0.0, True))
     grades = critiques(tampered[:100], 4, 1.0, True)
