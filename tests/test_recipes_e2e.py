@@ -78,6 +78,23 @@ def test_rft_dedups_and_trains_base(tmp_path):
     assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1]
 
 
+def test_rft_can_drop_paths_cut_off_at_the_token_limit(tmp_path):
+    # 2- and 3-digit sums; a limit one token short of the longest right path's EOS: the same seeded samples, so
+    # the long right paths are still right but cut off, and finished_only must drop them and keep the short ones.
+    over = ["task.train_digits=[2,3]", "params.k=4", "sampling.temperature=1.0"]
+    (tmp_path / "full").mkdir()
+    full = read_jsonl(run(tmp_path / "full", "rft", *over) / "round-001/samples.jsonl")
+    limit = max(s["n_tokens"] for s in full if s["correct"]) - 1
+    (tmp_path / "cut").mkdir()
+    out = run(tmp_path / "cut", "rft", *over, f"sampling.max_new_tokens={limit}", "params.finished_only=true")
+    samples = read_jsonl(out / "round-001" / "samples.jsonl")
+    assert any(s["correct"] and not s["finished"] for s in samples)
+    finished = {s["id"] for s in samples if s["correct"] and s["finished"]}
+    train = read_jsonl(out / "round-001" / "train.jsonl")
+    assert train and {r["source"] for r in train} <= finished
+    assert len(train) == len({s["problem_id"] for s in samples if s["id"] in finished})
+
+
 @pytest.mark.parametrize(
     "recipe,params", [("rest", ["params.iterations=1"]), ("rejection", ["params.rounds=1", "params.k=2"])]
 )

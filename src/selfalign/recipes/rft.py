@@ -1,7 +1,7 @@
 """RFT: rejection-sampling fine-tuning (Yuan et al. 2023, "Scaling relationship ...").
 
 sample k reasoning paths per training question from the SFT model
-keep the paths whose final answer is correct
+keep the paths whose final answer is correct (optionally: only those not cut off at max_new_tokens)
 deduplicate: distinct step sequences only, the farthest by edit distance within a key
 fine-tune the base (SFT) model on the union of distinct paths
 """
@@ -24,6 +24,9 @@ SUMMARY = "Rejection-sampling fine-tuning: k samples, keep distinct correct path
 class RftParams(Strict):
     k: int = Field(8, gt=0, description="samples per question")
     dedup: DedupMode = Field("farthest", description="none | steps | farthest (RFT's edit-distance pick)")
+    finished_only: bool = Field(
+        False, description="drop paths cut off at sampling.max_new_tokens (as targets they would teach to stop there)"
+    )
     max_records: int | None = Field(
         None, gt=0, description="train on a seeded random subset of this size (for equal-data comparisons)"
     )
@@ -38,8 +41,10 @@ def run(loop: Loop) -> None:
     loop.evaluate(0, base)
 
     problems = loop.task.train_problems(1, loop.cfg.seed)
-    samples = loop.sample(1, "samples", base, problems, n=p.k, filter=f"correct+dedup:{p.dedup}")
-    correct = by_problem(r for r in samples if r["correct"])
+    samples = loop.sample(
+        1, "samples", base, problems, n=p.k, filter=f"correct{'+finished' * p.finished_only}+dedup:{p.dedup}"
+    )
+    correct = by_problem(r for r in samples if r["correct"] and (r["finished"] or not p.finished_only))
     paths = []
     for rows in correct.values():
         keep = dedup_paths([r["completion"] for r in rows], loop.task.steps, p.dedup)
