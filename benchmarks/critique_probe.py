@@ -32,9 +32,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500, help="SFT steps at batch 64, lr 1e-3")
     ap.add_argument("--critic", type=Path, help="probe this trained critic (e.g. a critique run's critic-sft) instead")
     ap.add_argument(
-        "--temperatures", type=float, nargs="+", help="with --critic: one unforced critique per temperature"
+        "--temperatures", type=float, nargs="+", default=[0.0], help="one unforced critique per temperature"
     )
     args = ap.parse_args()
+    if args.critic and not (args.critic / "config.json").is_file():
+        ap.error(f"--critic {args.critic}: not a saved model (no config.json)")
     torch.set_flush_denormal(True)
     task = ArithmeticTask(ArithmeticTaskConfig(train_digits=[5], eval_digits=[5], n_train=args.sums, n_eval=200))
     critic = args.critic or args.out / "critic"
@@ -65,14 +67,11 @@ def main() -> None:
     def show(name: str, grades: list[dict]) -> None:
         print(name, {k: round(v, 3) for k, v in cq.critique_metrics(grades).items()})
 
+    mixed = tampered + [(q, solution(q)) for q in test[:50]]
+    for t in args.temperatures:
+        show(f"T={t:g}, 200 tampered + 50 gold:", critiques(mixed, 1, t, False))
     if args.critic:
-        for t in args.temperatures or [0.0]:
-            show(
-                f"T={t:g}, 200 tampered + 50 gold:",
-                critiques(tampered + [(q, solution(q)) for q in test[:50]], 1, t, False),
-            )
         return
-    show("greedy, 200 tampered + 50 gold:", critiques(tampered + [(q, solution(q)) for q in test[:50]], 1, 0.0, False))
     show("forced highlight, greedy, 100 tampered:", critiques(tampered[:100], 1, 0.0, True))
     grades = critiques(tampered[:100], 4, 1.0, True)
     show("forced highlight, 4 samples at T=1.0:", grades)
